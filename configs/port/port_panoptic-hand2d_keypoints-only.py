@@ -1,0 +1,85 @@
+# PORT refiner trained keypoints-only (no images) on CMU Panoptic HandDB
+# annotations plus MMPose MobileNetV2's real predictions on them.
+#
+# As shipped it runs on the bundled data (data/panoptic: the 846-hand test
+# split with its real predictions) as fold 0 of the grouped 5-fold split the
+# benchmark uses: trained on folds 1-4, tested on fold 0. With the full
+# Panoptic HandDB, point the datasets at panoptic_train.json / a results
+# file of your detector and drop the GroupedFoldDataset wrappers.
+_base_ = ['mmpose::_base_/default_runtime.py']
+custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
+
+metainfo = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
+data_root = 'data/panoptic/'
+ann_file = 'annotations/panoptic_test.json'
+predictions = 'data/panoptic/mobilenetv2_panoptic_256x256_test.pkl'
+score_thr = 0.3
+# grouped 5-fold split of the bundled data (see GroupedFoldDataset)
+train_folds = [1, 2, 3, 4]
+test_folds = [0]
+
+# model
+model = dict(
+    type='PORTRefiner',
+    metainfo=metainfo,
+    network=dict(
+        type='PoseRelationTransformer',
+        embed_dim=64,
+        depth=4,
+        num_heads=4,
+        mlp_ratio=2.0,
+        proj_hops=1,
+        use_scores=True,
+        mask_mode='token'),
+    train_cfg=dict(visible_loss_weight=0.1),
+    test_cfg=dict(score_thr=score_thr, blend='replace', min_confident=3))
+
+# schedule: AdamW, linear warm-up then cosine decay
+max_iters = 2000
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters,
+         T_max=max_iters - 100, eta_min=1e-5),
+]
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=100),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+                    save_best='EPE', rule='less'))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+
+# pipelines: keypoints only
+train_pipeline = [
+    dict(type='LoadInitialPredictions', results_file=predictions),
+    dict(type='SetRefinerInputs', init_prob=0.5, jitter=0.02),
+    dict(type='KeypointRandomFlip', prob=0.5),
+    dict(type='KeypointRandomAffine', rotate_factor=30, scale_range=(0.8, 1.2),
+         shift_factor=0.05),
+    dict(type='MaskJoints', ratio=(0.3, 0.4), score_thr=score_thr),
+    dict(type='PackRefinerInputs'),
+]
+test_pipeline = [
+    dict(type='LoadInitialPredictions', results_file=predictions),
+    dict(type='SetRefinerInputs', init_prob=1.0),
+    dict(type='PackRefinerInputs'),
+]
+base_dataset = dict(
+    type='PanopticHand2DDataset', data_root=data_root, data_mode='topdown',
+    ann_file=ann_file, data_prefix=dict(img=''))
+
+train_dataloader = dict(
+    batch_size=128, num_workers=0, persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type='GroupedFoldDataset', folds=train_folds,
+                 dataset=dict(base_dataset, pipeline=train_pipeline)))
+val_dataloader = dict(
+    batch_size=256, num_workers=0, persistent_workers=False, drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+    dataset=dict(type='GroupedFoldDataset', folds=test_folds,
+                 dataset=dict(base_dataset, pipeline=test_pipeline, test_mode=True)))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='RefinementMetric', pck_thr=0.7, norm_items=['bbox', 'head'])
+test_evaluator = val_evaluator

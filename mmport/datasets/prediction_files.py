@@ -1,0 +1,185 @@
+"""Read pose-estimation results of other methods into one array layout.
+
+Supported formats (detected from the content):
+
+* ``mmpose0_test_pickle``: MMPose 0.x test output, a list of batch dicts with
+  ``preds`` (B, K, 3), ``boxes`` (B, 6), ``image_paths``, ``bbox_ids``
+  (PORT's prediction files).
+* ``mmpose_dump``: MMPose 1.x ``tools/test.py --dump`` pickle, a list of
+  data-sample dicts with ``pred_instances`` and ``img_path``/``img_id``.
+* ``coco_json``: COCO keypoint results, a list of ``{image_id, category_id,
+  keypoints: [x, y, s] * K, score}``.
+"""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from mmport.utils import InputFileError, safe_load_pickle
+
+
+@dataclass
+class PoseResults:
+    """N predicted instances.
+
+    Attributes:
+        image_keys (list[str]): Per instance, the image it belongs to: an
+            image path (pickles) or ``str(image_id)`` (COCO json).
+        keypoints (np.ndarray): (N, K, 2) pixels.
+        keypoint_scores (np.ndarray): (N, K) confidences.
+        bboxes (np.ndarray | None): (N, 4) xyxy pixels, where the file has them.
+        scores (np.ndarray): (N,) instance scores.
+        format (str): The detected format.
+        extra (list[dict]): Per instance, the fields of the source record not
+            covered above (kept so that a refined file can be written back in
+            the same format).
+    """
+    image_keys: List[str]
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    bboxes: Optional[np.ndarray]
+    scores: np.ndarray
+    format: str
+    extra: List[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.image_keys)
+
+
+def _finite_array(path, what, value, shape_tail) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != len(shape_tail) + 1 or any(
+            t is not None and s != t for s, t in zip(arr.shape[1:], shape_tail)):
+        raise InputFileError(path, f'{what} has shape {arr.shape}, expected (N, '
+                             + ', '.join('K' if t is None else str(t) for t in shape_tail) + ')')
+    return arr
+
+
+def _from_mmpose0(path: str, batches: list) -> PoseResults:
+    keys, kpts, boxes, extra = [], [], [], []
+    for b, batch in enumerate(batches):
+        if not isinstance(batch, dict) or 'preds' not in batch or 'image_paths' not in batch:
+            raise InputFileError(path, f'batch {b} is not an MMPose 0.x result dict '
+                                 '(needs "preds" and "image_paths")')
+        preds = _finite_array(path, f'batch {b} preds', batch['preds'], (None, 3))
+        if len(batch['image_paths']) != len(preds):
+            raise InputFileError(path, f'batch {b} has {len(preds)} preds but '
+                                 f'{len(batch["image_paths"])} image_paths')
+        kpts.append(preds)
+        keys.extend(str(p) for p in batch['image_paths'])
+        if batch.get('boxes') is not None:
+            # centre x, centre y, scale w, scale h (units of 200 px), area, score
+            bx = np.asarray(batch['boxes'], np.float64).reshape(len(preds), -1)
+            boxes.append(bx)
+        ids = batch.get('bbox_ids')
+        extra.extend({'bbox_id': int(ids[i]) if ids is not None else None}
+                     for i in range(len(preds)))
+    if len({k.shape[1] for k in kpts}) > 1:
+        raise InputFileError(path, 'batches disagree on the number of keypoints')
+    preds = np.concatenate(kpts) if kpts else np.zeros((0, 0, 3))
+    bboxes = scores = None
+    if boxes and len(boxes) == len(kpts):
+        bx = np.concatenate(boxes)
+        wh = bx[:, 2:4] * 200
+        bboxes = np.concatenate([bx[:, :2] - wh / 2, bx[:, :2] + wh / 2], 1)
+        scores = bx[:, 5] if bx.shape[1] > 5 else None
+    return PoseResults(keys, preds[..., :2], preds[..., 2], bboxes,
+                       np.ones(len(keys)) if scores is None else scores,
+                       'mmpose0_test_pickle', extra)
+
+
+def _from_mmpose_dump(path: str, samples: list) -> PoseResults:
+    keys, kpts, kscores, boxes, scores, extra = [], [], [], [], [], []
+    for s, sample in enumerate(samples):
+        pred = sample.get('pred_instances') if isinstance(sample, dict) else None
+        if not isinstance(pred, dict) or 'keypoints' not in pred:
+            raise InputFileError(path, f'record {s} has no pred_instances.keypoints')
+        kp = np.asarray(pred['keypoints'], np.float64)
+        if kp.ndim != 3 or kp.shape[-1] != 2:
+            raise InputFileError(path, f'record {s}: pred_instances.keypoints has shape '
+                                 f'{kp.shape}, expected (N, K, 2)')
+        n = len(kp)
+        ks = pred.get('keypoint_scores')
+        if ks is None:
+            raise InputFileError(path, f'record {s}: pred_instances has no keypoint_scores')
+        ks = np.asarray(ks, np.float64).reshape(n, -1)
+        bb = pred.get('bboxes')
+        key = str(sample.get('img_path', sample.get('img_id', s)))
+        keys.extend([key] * n)
+        kpts.append(kp)
+        kscores.append(ks)
+        boxes.append(np.asarray(bb, np.float64).reshape(n, 4) if bb is not None
+                     else np.full((n, 4), np.nan))
+        sc = pred.get('bbox_scores')
+        scores.append(np.asarray(sc, np.float64).reshape(n) if sc is not None else np.ones(n))
+        extra.extend({'record': s, 'instance': i, 'img_id': sample.get('img_id'),
+                      'id': sample.get('id')} for i in range(n))
+    if not kpts:
+        return PoseResults([], np.zeros((0, 0, 2)), np.zeros((0, 0)), None, np.zeros(0),
+                           'mmpose_dump', [])
+    if len({k.shape[1] for k in kpts}) > 1:
+        raise InputFileError(path, 'records disagree on the number of keypoints')
+    return PoseResults(keys, np.concatenate(kpts), np.concatenate(kscores),
+                       np.concatenate(boxes), np.concatenate(scores), 'mmpose_dump', extra)
+
+
+def _from_coco_json(path: str, records: list) -> PoseResults:
+    keys, kpts, scores, extra = [], [], [], []
+    for r, rec in enumerate(records):
+        if not isinstance(rec, dict) or 'image_id' not in rec or 'keypoints' not in rec:
+            raise InputFileError(path, f'result {r} lacks "image_id" or "keypoints"')
+        kp = np.asarray(rec['keypoints'], np.float64)
+        if kp.ndim != 1 or kp.size % 3:
+            raise InputFileError(path, f'result {r}: "keypoints" must be a flat list of '
+                                 f'x, y, score triples, got {kp.size} numbers')
+        if 'score' not in rec:
+            raise InputFileError(path, f'result {r} has no "score"')
+        keys.append(str(rec['image_id']))
+        kpts.append(kp.reshape(-1, 3))
+        scores.append(float(rec['score']))
+        extra.append({k: v for k, v in rec.items() if k not in ('keypoints', 'score')})
+    if len({k.shape[0] for k in kpts}) > 1:
+        raise InputFileError(path, 'results disagree on the number of keypoints')
+    arr = np.stack(kpts) if kpts else np.zeros((0, 0, 3))
+    return PoseResults(keys, arr[..., :2], arr[..., 2], None, np.asarray(scores, np.float64),
+                       'coco_json', extra)
+
+
+def load_pose_results(path: str) -> PoseResults:
+    """Load a results file of any supported format.
+
+    Args:
+        path (str): ``.json`` (COCO keypoint results) or ``.pkl``/``.pickle``.
+
+    Returns:
+        PoseResults: The instances, coordinates as float64.
+
+    Raises:
+        InputFileError: Unreadable, truncated, malformed, or unsupported file.
+    """
+    path = str(path)
+    if path.endswith('.json'):
+        try:
+            with open(path, 'r') as f:
+                data = json.load(f)
+        except OSError as err:
+            raise InputFileError(path, f'cannot be read ({err.strerror})') from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputFileError(path, f'is not valid JSON ({err})') from None
+        if not isinstance(data, list):
+            raise InputFileError(path, 'a COCO keypoint results file must hold a list')
+        return _from_coco_json(path, data)
+    data = safe_load_pickle(path)
+    if not isinstance(data, list):
+        raise InputFileError(path, f'expected a list of results, got {type(data).__name__}')
+    if not data:
+        return PoseResults([], np.zeros((0, 0, 2)), np.zeros((0, 0)), None, np.zeros(0),
+                           'mmpose_dump', [])
+    if isinstance(data[0], dict) and 'preds' in data[0]:
+        return _from_mmpose0(path, data)
+    if isinstance(data[0], dict) and 'pred_instances' in data[0]:
+        return _from_mmpose_dump(path, data)
+    raise InputFileError(path, 'unknown results layout: expected MMPose 0.x test output '
+                         '("preds") or an MMPose --dump file ("pred_instances")')

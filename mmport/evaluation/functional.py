@@ -1,0 +1,86 @@
+"""Metric maths for refinement (pure numpy, on top of MMPose's functions)."""
+from typing import Dict, Optional
+
+import numpy as np
+from mmpose.evaluation.functional import keypoint_auc, keypoint_epe, keypoint_pck_accuracy
+
+
+def pose_errors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray,
+                pck_thr: float = 0.7,
+                norm_factors: Optional[Dict[str, np.ndarray]] = None,
+                auc_norm_factor: float = 30.0,
+                auc_num_thrs: int = 20) -> Dict[str, float]:
+    """EPE, PCK under each normalisation, and AUC, with MMPose's maths.
+
+    Args:
+        pred (np.ndarray): Predicted keypoints, (N, K, 2) pixels.
+        gt (np.ndarray): Ground truth, (N, K, 2).
+        mask (np.ndarray): bool (N, K): the joints to score.
+        pck_thr (float): PCK threshold, relative to the normalisation size.
+        norm_factors (dict[str, np.ndarray]): Name ('bbox', 'head',
+            'torso') -> per-instance normalisation sizes (N, 2). Instances
+            whose size is not positive are left out of that PCK.
+        auc_norm_factor (float): AUC's normalisation in pixels (MMPose's
+            hand configs use 30).
+        auc_num_thrs (int): AUC thresholds.
+
+    Returns:
+        dict: ``EPE``, ``PCK@thr`` / ``PCKh@thr`` / ``tPCK@thr`` per
+        normalisation, ``AUC`` and ``count`` (joints scored). Values are NaN
+        when no joint is scored.
+    """
+    mask = np.asarray(mask, bool)
+    out: Dict[str, float] = {'count': int(mask.sum())}
+    names = {'bbox': 'PCK', 'head': 'PCKh', 'torso': 'tPCK'}
+    if not mask.any():
+        out['EPE'] = out['AUC'] = float('nan')
+        for name in (norm_factors or {}):
+            out[f'{names.get(name, name)}@{pck_thr}'] = float('nan')
+        return out
+    out['EPE'] = float(keypoint_epe(pred, gt, mask))
+    for name, factor in (norm_factors or {}).items():
+        factor = np.asarray(factor, np.float64).reshape(len(pred), 2)
+        ok = (factor > 0).all(1) & mask.any(1)
+        key = f'{names.get(name, name)}@{pck_thr}'
+        if not ok.any():
+            out[key] = float('nan')
+            continue
+        _, acc, _ = keypoint_pck_accuracy(pred[ok], gt[ok], mask[ok], pck_thr, factor[ok])
+        out[key] = float(acc)
+    out['AUC'] = float(keypoint_auc(pred, gt, mask, auc_norm_factor, auc_num_thrs))
+    return out
+
+
+def refinement_report(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
+                      visible: np.ndarray, replaced: np.ndarray,
+                      occluded: Optional[np.ndarray] = None,
+                      **kwargs) -> Dict[str, Dict[str, float]]:
+    """Score the initial and the refined predictions side by side.
+
+    Args:
+        init (np.ndarray): Detector keypoints, (N, K, 2).
+        refined (np.ndarray): Refined keypoints, (N, K, 2).
+        gt (np.ndarray): Ground truth, (N, K, 2).
+        visible (np.ndarray): (N, K), > 0 where the ground truth is labelled.
+        replaced (np.ndarray): bool (N, K), joints the refiner changed.
+        occluded (np.ndarray, optional): bool (N, K), labelled-but-occluded
+            joints (COCO v=1).
+        **kwargs: Passed to :func:`pose_errors`.
+
+    Returns:
+        dict: ``{'init': {...}, 'refined': {...}}``; each holds the
+        :func:`pose_errors` keys over all labelled joints, plus ``EPE`` /
+        ``PCK`` keys suffixed ``_replaced`` and ``_occluded`` for those subsets.
+    """
+    visible = np.asarray(visible) > 0
+    subsets = {'': visible, '_replaced': visible & np.asarray(replaced, bool)}
+    if occluded is not None:
+        subsets['_occluded'] = visible & np.asarray(occluded, bool)
+    report = {}
+    for name, pred in (('init', init), ('refined', refined)):
+        scores: Dict[str, float] = {}
+        for suffix, mask in subsets.items():
+            for key, value in pose_errors(pred, gt, mask, **kwargs).items():
+                scores[key + suffix] = value
+        report[name] = scores
+    return report

@@ -1,0 +1,3 @@
+from .refinement_metric import RefinementMetric
+
+__all__ = ['RefinementMetric']

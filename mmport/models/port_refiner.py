@@ -1,0 +1,207 @@
+"""PORT as a trainable MMPose model working on keypoints alone."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.model import BaseModel
+from mmengine.structures import InstanceData
+from mmpose.datasets.datasets.utils import parse_pose_metainfo
+from mmpose.registry import MODELS
+from torch import Tensor
+
+from mmport.structures.normalization import frame_from_bboxes, from_frame, to_frame, valid_bboxes
+
+BLEND_MODES = ('replace', 'linear')
+
+
+def resolve_metainfo(metainfo: Optional[dict]) -> dict:
+    """Parse an MMPose metainfo spec (``dict(from_file=...)`` or a parsed one)."""
+    if metainfo is None:
+        return {}
+    if 'skeleton_links' in metainfo or 'num_keypoints' in metainfo:
+        return dict(metainfo)
+    return parse_pose_metainfo(dict(metainfo))
+
+
+@MODELS.register_module()
+class PORTRefiner(BaseModel):
+    """Refines low-confidence joints of top-down pose predictions with PORT.
+
+    Works on keypoints alone: ``inputs`` are the poses to refine, (B, K, 3)
+    rows of (x, y, score) in pixels (as packed by ``PackRefinerInputs``),
+    and each data sample's ``gt_instances.bboxes`` gives the instance frame.
+
+    At test time joints whose confidence is below ``test_cfg.score_thr``
+    are reconstructed from the confident ones; the others keep the input
+    (``blend='replace'``), or, with ``blend='linear'``, a low-confidence
+    joint becomes ``w * input + (1 - w) * reconstruction`` with
+    ``w = score / score_thr``. An instance is passed through unchanged when
+    its box is degenerate, its input holds NaN/inf, nothing is below the
+    threshold, or fewer than ``min_confident`` joints are above it.
+
+    Args:
+        network (dict): Config of the network, normally
+            ``PoseRelationTransformer``; ``num_keypoints`` and
+            ``skeleton_links`` default to the metainfo's.
+        metainfo (dict, optional): MMPose dataset metainfo, e.g.
+            ``dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')``.
+        rotate_axis (tuple[int, int], optional): Canonicalise rotation so that
+            joint a -> joint b points up (see ``mmport.structures.normalization``).
+        train_cfg (dict, optional): ``visible_loss_weight`` (weight of the L1
+            loss on unmasked joints relative to masked ones; default 0.1).
+        test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
+            (``'replace'`` or ``'linear'``), ``min_confident`` (default 3).
+        data_preprocessor (dict, optional): mmengine data preprocessor.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self, network: dict, metainfo: Optional[dict] = None,
+                 rotate_axis: Optional[Sequence[int]] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.metainfo = resolve_metainfo(metainfo)
+        network = dict(network)
+        if 'num_keypoints' not in network:
+            network['num_keypoints'] = self.metainfo['num_keypoints']
+        if 'skeleton_links' not in network:
+            network['skeleton_links'] = self.metainfo['skeleton_links']
+        self.network = MODELS.build(network)
+        self.num_keypoints = self.network.num_keypoints
+        self.rotate_axis = tuple(rotate_axis) if rotate_axis is not None else None
+        self.train_cfg = {'visible_loss_weight': 0.1, **(train_cfg or {})}
+        self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3, **(test_cfg or {})}
+        if self.test_cfg['blend'] not in BLEND_MODES:
+            raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
+
+    # ------------------------------------------------------------------ core
+    def reconstruct(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+                    mask: Tensor) -> Tensor:
+        """Run the network in each instance's frame.
+
+        Args:
+            keypoints (Tensor): (B, K, 2) pixels.
+            scores (Tensor): (B, K) confidences.
+            bboxes (Tensor): (B, 4) xyxy pixels, all valid.
+            mask (Tensor): bool (B, K), joints to reconstruct.
+
+        Returns:
+            Tensor: (B, K, 2) reconstructed pixel coordinates.
+        """
+        frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis)
+        out = self.network(to_frame(keypoints, frame), mask, scores)
+        return from_frame(out, frame)
+
+    @torch.no_grad()
+    def refine(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+               score_thr: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+        """Refine a batch of instances (the test-time rule; batched, no loops).
+
+        Args:
+            keypoints (Tensor): (B, K, 2) pixels.
+            scores (Tensor): (B, K) confidences.
+            bboxes (Tensor): (B, 4) xyxy pixels.
+            score_thr (float, optional): Overrides ``test_cfg.score_thr``.
+
+        Returns:
+            tuple[Tensor, Tensor]: refined keypoints (B, K, 2) and the bool
+            mask (B, K) of the joints that were changed.
+        """
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (self.num_keypoints, 2):
+            raise ValueError(f'keypoints must be (B, {self.num_keypoints}, 2), got '
+                             f'{tuple(keypoints.shape)}: the refiner was built for '
+                             f'{self.num_keypoints} keypoints')
+        if scores.shape != keypoints.shape[:2] or bboxes.shape != (len(keypoints), 4):
+            raise ValueError(f'scores must be {tuple(keypoints.shape[:2])} and bboxes '
+                             f'({len(keypoints)}, 4), got {tuple(scores.shape)} and '
+                             f'{tuple(bboxes.shape)}')
+        thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
+        keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
+        mask = scores < thr
+        ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
+              & torch.isfinite(scores).all(1) & mask.any(1)
+              & ((~mask).sum(1) >= self.test_cfg['min_confident']))
+        refined = keypoints.clone()
+        if ok.any():
+            rec = self.reconstruct(keypoints[ok], scores[ok], bboxes[ok], mask[ok])
+            m = mask[ok][..., None]
+            if self.test_cfg['blend'] == 'linear':
+                w = (scores[ok] / thr).clamp(0, 1)[..., None]
+                rec = w * keypoints[ok] + (1 - w) * rec
+            refined[ok] = torch.where(m, rec, keypoints[ok])
+        return refined, mask & ok[:, None]
+
+    # --------------------------------------------------------------- mmengine
+    def _stack(self, inputs: Union[Tensor, List[Tensor]]) -> Tensor:
+        x = torch.stack(list(inputs)) if isinstance(inputs, (list, tuple)) else inputs
+        if x.ndim != 3 or x.shape[1:] != (self.num_keypoints, 3):
+            raise ValueError(f'inputs must be (B, {self.num_keypoints}, 3) rows of '
+                             f'(x, y, score), got {tuple(x.shape)}')
+        return x.float()
+
+    @staticmethod
+    def _gt(data_samples, field: str) -> Tensor:
+        return torch.stack([torch.as_tensor(np.asarray(s.gt_instances.get(field)))[0]
+                            for s in data_samples])
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        x = self._stack(inputs)
+        if mode == 'loss':
+            return self.loss(x, data_samples)
+        if mode == 'predict':
+            return self.predict(x, data_samples)
+        if mode == 'tensor':
+            bboxes = self._gt(data_samples, 'bboxes').to(x)
+            return self.reconstruct(x[..., :2], x[..., 2], bboxes, x[..., 2] < self.test_cfg['score_thr'])
+        raise ValueError(f'invalid mode {mode!r}')
+
+    def loss(self, x: Tensor, data_samples) -> Dict[str, Tensor]:
+        """Masked Joint Modeling loss of a packed batch (see :meth:`pose_loss`);
+        the joints to reconstruct are ``gt_instances.joint_mask``."""
+        device = x.device
+        return self.pose_loss(
+            x[..., :2], x[..., 2],
+            bboxes=self._gt(data_samples, 'bboxes').to(device).float(),
+            mask=self._gt(data_samples, 'joint_mask').to(device).bool(),
+            target=self._gt(data_samples, 'keypoints').to(device).float(),
+            visible=self._gt(data_samples, 'keypoints_visible').to(device).float() > 0)
+
+    def pose_loss(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor, mask: Tensor,
+                  target: Tensor, visible: Tensor) -> Dict[str, Tensor]:
+        """L1 loss in the normalised frame on the masked joints, plus
+        ``visible_loss_weight`` times that on the others; joints without
+        ground truth are ignored.
+
+        Args:
+            keypoints (Tensor): Input poses (B, K, 2), pixels.
+            scores (Tensor): Their confidences (B, K).
+            bboxes (Tensor): (B, 4) xyxy, valid.
+            mask (Tensor): bool (B, K), joints to reconstruct.
+            target (Tensor): Ground truth (B, K, 2), pixels.
+            visible (Tensor): bool (B, K), labelled joints.
+        """
+        frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis)
+        pred = self.network(to_frame(keypoints, frame), mask, scores)
+        err = (pred - to_frame(target, frame)).abs().sum(-1)
+        masked, unmasked = (mask & visible).float(), (~mask & visible).float()
+        return dict(
+            loss_masked=(err * masked).sum() / masked.sum().clamp_min(1),
+            loss_visible=self.train_cfg['visible_loss_weight']
+            * (err * unmasked).sum() / unmasked.sum().clamp_min(1))
+
+    def predict(self, x: Tensor, data_samples) -> list:
+        """Refine and write ``pred_instances`` (keypoints (1, K, 2),
+        keypoint_scores, keypoints_init, keypoint_scores_init, refined_mask,
+        bboxes) into the data samples. Scores of refined joints keep the
+        detector's value: the refiner claims no confidence it cannot measure."""
+        bboxes = self._gt(data_samples, 'bboxes').to(x.device).float()
+        refined, replaced = self.refine(x[..., :2], x[..., 2], bboxes)
+        for i, sample in enumerate(data_samples):
+            sample.pred_instances = InstanceData(
+                keypoints=refined[i:i + 1].cpu().numpy(),
+                keypoint_scores=x[i:i + 1, :, 2].cpu().numpy(),
+                keypoints_init=x[i:i + 1, :, :2].cpu().numpy(),
+                keypoint_scores_init=x[i:i + 1, :, 2].cpu().numpy(),
+                refined_mask=replaced[i:i + 1].cpu().numpy(),
+                bboxes=bboxes[i:i + 1].cpu().numpy())
+        return data_samples

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+from mmpose.datasets.datasets.utils import parse_pose_metainfo
+from mmpose.registry import METRICS
+
+from mmport.evaluation import RefinementMetric, pose_errors, refinement_report
+
+
+def test_ground_truth_as_prediction_is_perfect():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0, 100, (5, 21, 2))
+    mask = np.ones((5, 21), bool)
+    norm = {'bbox': np.full((5, 2), 100.0), 'head': np.full((5, 2), 40.0)}
+    out = pose_errors(gt, gt, mask, 0.7, norm)
+    assert out['EPE'] == 0 and out['PCK@0.7'] == 1 and out['PCKh@0.7'] == 1
+    # MMPose's AUC counts a zero error as wrong at threshold 0: (20 - 1) / 20
+    assert out['AUC'] == pytest.approx(0.95)
+    assert out['count'] == 105
+
+
+def test_hand_computed_case():
+    gt = np.array([[[0., 0.], [10., 0.]]])
+    pred = np.array([[[3., 4.], [10., 0.]]])  # errors 5 and 0
+    mask = np.ones((1, 2), bool)
+    out = pose_errors(pred, gt, mask, 0.4, {'bbox': np.array([[10., 10.]])})
+    assert out['EPE'] == pytest.approx(2.5)
+    assert out['PCK@0.4'] == pytest.approx(0.5)  # joint 0 at 0.5 box sizes fails
+    # AUC (30 px, 20 thresholds i/20): joint 0 (5/30 = 0.167) passes from i = 4,
+    # joint 1 from i = 1: (3 * 0.5 + 16 * 1) / 20
+    assert out['AUC'] == pytest.approx(0.875)
+    assert np.isnan(pose_errors(pred, gt, np.zeros((1, 2), bool))['EPE'])
+
+
+def test_report_subsets():
+    gt = np.zeros((2, 3, 2))
+    init = gt.copy()
+    init[0, 1] = [6., 8.]  # error 10, replaced
+    init[1, 2] = [3., 4.]  # error 5, occluded, not replaced
+    refined = init.copy()
+    refined[0, 1] = [3., 4.]  # refined to error 5
+    replaced = np.zeros((2, 3), bool)
+    replaced[0, 1] = True
+    occluded = np.zeros((2, 3), bool)
+    occluded[1, 2] = True
+    visible = np.ones((2, 3))
+    visible[1, 0] = 0  # unlabelled: never scored
+    rep = refinement_report(init, refined, gt, visible, replaced, occluded)
+    assert rep['init']['EPE'] == pytest.approx(15 / 5)
+    assert rep['refined']['EPE'] == pytest.approx(10 / 5)
+    assert rep['init']['EPE_replaced'] == pytest.approx(10)
+    assert rep['refined']['EPE_replaced'] == pytest.approx(5)
+    assert rep['refined']['EPE_occluded'] == pytest.approx(5)
+    assert rep['refined']['count_replaced'] == 1
+
+
+def test_registered_metric_side_by_side():
+    metric = METRICS.build(dict(type='RefinementMetric', pck_thr=0.7, norm_items=['bbox', 'head']))
+    assert isinstance(metric, RefinementMetric)
+    metric.dataset_meta = parse_pose_metainfo(
+        dict(from_file='configs/_base_/datasets/panoptic_hand2d.py'))
+    gt = np.zeros((1, 21, 2))
+    init = gt.copy()
+    init[0, 3] = [30., 40.]  # 50 px off
+    refined = gt.copy()
+    refined[0, 3] = [3., 4.]  # 5 px off
+    replaced = np.zeros((1, 21), bool)
+    replaced[0, 3] = True
+    sample = dict(
+        pred_instances=dict(keypoints=refined, keypoints_init=init, refined_mask=replaced),
+        gt_instances=dict(keypoints=gt, keypoints_visible=np.ones((1, 21)),
+                          bboxes=np.array([[0., 0., 100., 100.]]), head_size=np.array([40.])))
+    metric.process({}, [sample, sample])
+    m = metric.evaluate(2)
+    assert m['init_EPE'] == pytest.approx(50 / 21) and m['EPE'] == pytest.approx(5 / 21)
+    assert m['init_EPE_replaced'] == pytest.approx(50) and m['EPE_replaced'] == pytest.approx(5)
+    # PCKh@0.7 (28 px): joint 3 fails initially (50 px), passes refined
+    assert m['init_PCKh@0.7'] == pytest.approx(20 / 21) and m['PCKh@0.7'] == 1
+    assert m['replaced_ratio'] == pytest.approx(1 / 21) and m['num_instances'] == 2
+
+
+def test_metric_refuses_unrefined_predictions():
+    metric = RefinementMetric()
+    with pytest.raises(KeyError, match='keypoints_init'):
+        metric.process({}, [dict(pred_instances=dict(keypoints=np.zeros((1, 2, 2))),
+                                 gt_instances=dict(keypoints=np.zeros((1, 2, 2))))])

@@ -1,0 +1,61 @@
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from mmport.datasets import load_pose_results
+from mmport.utils import InputFileError, safe_load_pickle
+from tests.conftest import PANOPTIC_ANN, PANOPTIC_PRED
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ('echo pwned > /tmp/mmport_pwned',))
+
+
+def test_real_mmpose0_predictions_load_safely():
+    res = load_pose_results(PANOPTIC_PRED)
+    assert res.format == 'mmpose0_test_pickle'
+    assert res.keypoints.shape == (846, 21, 2) and res.keypoint_scores.shape == (846, 21)
+    assert res.keypoint_scores.min() == pytest.approx(0.013, abs=1e-3)
+    with open(PANOPTIC_ANN) as f:
+        ann = json.load(f)
+    names = [img['file_name'] for img in ann['images']]
+    assert all(key.endswith(name) for key, name in zip(res.image_keys, names))
+    # baseline of these predictions, as documented in data/panoptic/SOURCE.md
+    gt = np.array([a['keypoints'] for a in ann['annotations']]).reshape(-1, 21, 3)[..., :2]
+    assert np.linalg.norm(res.keypoints - gt, axis=-1).mean() == pytest.approx(9.75, abs=0.005)
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    path = tmp_path / 'evil.pkl'
+    path.write_bytes(pickle.dumps([{'preds': _Exploit()}]))
+    with pytest.raises(InputFileError, match=r'evil\.pkl: refused.*posix\.system|os\.system'):
+        load_pose_results(str(path))
+    assert not os.path.exists('/tmp/mmport_pwned')
+
+
+def test_truncated_pickle_is_a_clear_error(tmp_path):
+    data = pickle.dumps([{'preds': np.zeros((2, 21, 3)), 'image_paths': ['a', 'b']}])
+    path = tmp_path / 'cut.pkl'
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(InputFileError, match='cut.pkl'):
+        safe_load_pickle(str(path))
+
+
+def test_coco_json_results(tmp_path):
+    recs = [dict(image_id=1, category_id=1, keypoints=[1, 2, 0.5] * 17, score=0.9),
+            dict(image_id=2, category_id=1, keypoints=[3, 4, 0.1] * 17, score=0.8)]
+    path = tmp_path / 'res.json'
+    path.write_text(json.dumps(recs))
+    res = load_pose_results(str(path))
+    assert res.format == 'coco_json' and res.keypoints.shape == (2, 17, 2)
+    assert res.image_keys == ['1', '2'] and res.scores.tolist() == [0.9, 0.8]
+    path.write_text(json.dumps(recs)[:-10])
+    with pytest.raises(InputFileError, match='not valid JSON'):
+        load_pose_results(str(path))
+    path.write_text(json.dumps([dict(image_id=1, keypoints=[1, 2], score=1)]))
+    with pytest.raises(InputFileError, match='triples'):
+        load_pose_results(str(path))

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+from mmpose.datasets.datasets.utils import parse_pose_metainfo
+from mmpose.registry import TRANSFORMS
+
+from mmport.datasets.transforms import (KeypointRandomAffine, KeypointRandomFlip, MaskJoints,
+                                        PackRefinerInputs, SetRefinerInputs, chain_joint_mask,
+                                        skeleton_subtrees)
+
+COCO = parse_pose_metainfo(dict(from_file='configs/_base_/datasets/coco.py'))
+HAND = parse_pose_metainfo(dict(from_file='configs/_base_/datasets/panoptic_hand2d.py'))
+
+
+def _sample(meta, seed=0):
+    rng = np.random.default_rng(seed)
+    k = meta['num_keypoints']
+    kpts = rng.uniform(100, 200, (1, k, 2)).astype(np.float32)
+    return dict(keypoints=kpts, keypoints_visible=np.ones((1, k), np.float32),
+                bbox=np.array([[90., 80., 210., 220.]], np.float32),
+                input_keypoints=kpts + 1, input_keypoint_scores=rng.uniform(0, 1, (1, k)),
+                flip_indices=meta['flip_indices'], skeleton_links=meta['skeleton_links'],
+                img_path='x.jpg', id=7)
+
+
+def test_registered_in_mmpose():
+    for name in ('MaskJoints', 'SetRefinerInputs', 'KeypointRandomAffine',
+                 'KeypointRandomFlip', 'PackRefinerInputs', 'LoadInitialPredictions'):
+        assert TRANSFORMS.get(name) is not None, name
+
+
+@pytest.mark.parametrize('ratio', [0.3, 0.4])
+@pytest.mark.parametrize('strategy', ['random', 'region'])
+def test_mask_ratio_honoured(ratio, strategy):
+    t = MaskJoints(ratio=ratio, strategies=[strategy], seed=1)
+    for _ in range(20):
+        mask = t(_sample(HAND))['joint_mask']
+        assert mask.shape == (1, 21) and mask.dtype == bool
+        assert mask.sum() == round(ratio * 21)
+
+
+def test_random_mask_is_uniform_over_joints():
+    t = MaskJoints(ratio=0.3, strategies=['random'], seed=0)
+    freq = np.mean([t(_sample(HAND))['joint_mask'][0] for _ in range(3000)], axis=0)
+    np.testing.assert_allclose(freq, 6 / 21, atol=0.04)
+
+
+def test_chain_mask_is_a_finger_chain():
+    subtrees = skeleton_subtrees(21, HAND['skeleton_links'], root=0)
+    # below the index finger's base (5) lie 5..8, and nothing else
+    assert np.flatnonzero(subtrees[5]).tolist() == [5, 6, 7, 8]
+    assert subtrees[0].all()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = chain_joint_mask(subtrees, 0.3, rng)
+        assert 1 <= mask.sum() <= round(0.3 * 21)
+        idx = np.flatnonzero(mask)
+        assert any((subtrees[j] == mask).all() for j in idx)  # exactly one subtree
+
+
+def test_mask_adds_low_confidence_joints():
+    s = _sample(HAND)
+    s['input_keypoint_scores'][0, :] = 0.9
+    s['input_keypoint_scores'][0, [3, 10]] = 0.1
+    mask = MaskJoints(ratio=0.1, strategies=['random'], score_thr=0.3, seed=0)(s)['joint_mask']
+    assert mask[0, 3] and mask[0, 10]
+
+
+def test_mask_rejects_bad_config():
+    with pytest.raises(ValueError, match='ratio'):
+        MaskJoints(ratio=1.5)
+    with pytest.raises(ValueError, match='strategies'):
+        MaskJoints(strategies=['everything'])
+
+
+def test_flip_uses_flip_indices_and_mirrors():
+    s = _sample(COCO)
+    before = {k: s[k].copy() for k in ('keypoints', 'input_keypoints', 'input_keypoint_scores')}
+    out = KeypointRandomFlip(prob=1.0)(s)
+    assert out['flip']
+    # COCO: left_shoulder (5) <-> right_shoulder (6); box centre x = 150
+    np.testing.assert_allclose(out['keypoints'][0, 5, 0], 300 - before['keypoints'][0, 6, 0])
+    np.testing.assert_allclose(out['keypoints'][0, 5, 1], before['keypoints'][0, 6, 1])
+    np.testing.assert_allclose(out['input_keypoint_scores'][0, 5],
+                               before['input_keypoint_scores'][0, 6])
+    # flipping twice restores everything
+    again = KeypointRandomFlip(prob=1.0)(out)
+    for k, v in before.items():
+        np.testing.assert_allclose(again[k], v, rtol=1e-6)
+
+
+def test_affine_moves_all_keypoint_sets_together():
+    s = _sample(HAND)
+    original = s['keypoints'].copy()
+    offset = s['input_keypoints'] - s['keypoints']
+    out = KeypointRandomAffine(rotate_factor=90, scale_range=(0.5, 1.5), shift_factor=0.2,
+                               seed=3)(s)
+    new_offset = out['input_keypoints'] - out['keypoints']
+    # a similarity transform keeps the offset's length ratio between joints
+    ratio = np.linalg.norm(new_offset, axis=-1) / np.linalg.norm(offset, axis=-1)
+    np.testing.assert_allclose(ratio, ratio.mean(), rtol=1e-4)
+    assert not np.allclose(out['keypoints'], original)
+    # the box does not move: it defines the frame
+    np.testing.assert_array_equal(out['bbox'], [[90., 80., 210., 220.]])
+
+
+def test_set_refiner_inputs_uses_real_prediction_or_jittered_gt():
+    s = _sample(HAND)
+    s['init_keypoints'] = s['keypoints'] + 5
+    s['init_keypoint_scores'] = np.full((1, 21), 0.42, np.float32)
+    out = SetRefinerInputs(init_prob=1.0)(dict(s))
+    np.testing.assert_allclose(out['input_keypoints'], s['init_keypoints'])
+    assert out['input_is_init']
+    out = SetRefinerInputs(init_prob=0.0, jitter=0.01, score_range=(0.6, 0.9), seed=0)(dict(s))
+    assert not out['input_is_init']
+    dev = np.abs(out['input_keypoints'] - s['keypoints'])
+    assert 0 < dev.mean() < 0.05 * 140
+    assert ((out['input_keypoint_scores'] >= 0.6) & (out['input_keypoint_scores'] <= 0.9)).all()
+    with pytest.raises(KeyError, match='no initial'):
+        SetRefinerInputs(init_prob=1.0)(dict(_sample(HAND)))
+
+
+def test_pack_refiner_inputs():
+    s = _sample(HAND)
+    s['joint_mask'] = np.zeros((1, 21), bool)
+    s['head_size'] = 140.0
+    packed = PackRefinerInputs()(s)
+    assert packed['inputs'].shape == (21, 3) and packed['inputs'].dtype == torch.float32
+    gt = packed['data_samples'].gt_instances
+    assert gt.bboxes.shape == (1, 4) and gt.keypoints.shape == (1, 21, 2)
+    assert gt.joint_mask.shape == (1, 21) and gt.head_size.shape == (1,)
+    assert packed['data_samples'].metainfo['id'] == 7
