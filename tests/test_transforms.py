@@ -130,3 +130,18 @@ def test_pack_refiner_inputs():
     assert gt.bboxes.shape == (1, 4) and gt.keypoints.shape == (1, 21, 2)
     assert gt.joint_mask.shape == (1, 21) and gt.head_size.shape == (1,)
     assert packed['data_samples'].metainfo['id'] == 7
+
+
+def test_transplant_lays_real_errors_onto_other_poses():
+    t = SetRefinerInputs(init_prob=0.0, synthetic='transplant', seed=0)
+    donor = _sample(HAND, seed=1)
+    donor['init_keypoints'] = donor['keypoints'] + np.linspace(0, 14, 21)[None, :, None]
+    donor['init_keypoint_scores'] = np.linspace(0.1, 0.9, 21)[None]
+    t(dict(donor))  # a real prediction enters the pool (init_prob=0: not used as input)
+    other = _sample(HAND, seed=2)
+    other['bbox'] = other['bbox'] * 2  # twice the size: errors scale with the box
+    out = t(dict(other))
+    np.testing.assert_allclose(out['input_keypoints'] - other['keypoints'],
+                               2 * (donor['init_keypoints'] - donor['keypoints']), atol=1e-3)
+    np.testing.assert_allclose(out['input_keypoint_scores'], donor['init_keypoint_scores'])
+    assert not out['input_is_init']

@@ -13,7 +13,7 @@ metainfo = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
 data_root = 'data/panoptic/'
 ann_file = 'annotations/panoptic_test.json'
 predictions = 'data/panoptic/mobilenetv2_panoptic_256x256_test.pkl'
-score_thr = 0.3
+score_thr = 0.5
 # grouped 5-fold split of the bundled data (see GroupedFoldDataset)
 train_folds = [1, 2, 3, 4]
 test_folds = [0]
@@ -30,12 +30,12 @@ model = dict(
         mlp_ratio=2.0,
         proj_hops=1,
         use_scores=True,
-        mask_mode='token'),
+        mask_mode='hint'),
     train_cfg=dict(visible_loss_weight=0.1),
     test_cfg=dict(score_thr=score_thr, blend='replace', min_confident=3))
 
 # schedule: AdamW, linear warm-up then cosine decay
-max_iters = 2000
+max_iters = 1000
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
@@ -54,7 +54,7 @@ randomness = dict(seed=0)
 # pipelines: keypoints only
 train_pipeline = [
     dict(type='LoadInitialPredictions', results_file=predictions),
-    dict(type='SetRefinerInputs', init_prob=0.5, jitter=0.02),
+    dict(type='SetRefinerInputs', init_prob=0.5, synthetic='transplant'),
     dict(type='KeypointRandomFlip', prob=0.5),
     dict(type='KeypointRandomAffine', rotate_factor=30, scale_range=(0.8, 1.2),
          shift_factor=0.05),
