@@ -1,18 +1,24 @@
 # mmport: two commands do everything on a fresh machine.
 #   make benchmark   set up .venv (first time ~15 min: mmcv compiles), then run
 #                    the Panoptic refinement benchmark on the bundled real data
+#                    and the COCO-17 body benchmark (work_dirs/benchmark/)
 #   make test        set up .venv, then run the test suite
+#   make speed       the speed benchmark (after make benchmark)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup benchmark demo test clean
+.PHONY: setup benchmark demo test speed clean
 
 setup:
 	@bash tools/setup_env.sh $(VENV)
 
 benchmark: setup
 	$(PY) tools/benchmark_panoptic.py
+	$(PY) tools/benchmark_coco.py
+
+speed: setup
+	$(PY) tools/benchmark_speed.py
 
 demo: benchmark
 

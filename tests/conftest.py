@@ -14,3 +14,38 @@ def _repo_cwd(monkeypatch):
     # configs name data paths relative to the repository root, as tools do
     monkeypatch.chdir(REPO)
     os.environ.setdefault('OMP_NUM_THREADS', '2')
+
+
+def train_refiner(config, work_dir, iters=4):
+    """A refiner trained for a few iterations through the Runner (small net)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmport.apis import prepare_runner_cfg
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(work_dir)
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters + 1
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=iters)
+    cfg.train_dataloader.batch_size = 16
+    cfg.model.network.embed_dim = 32
+    cfg.model.network.depth = 2
+    cfg.model.test_cfg.score_thr = 0.3
+    Runner.from_cfg(prepare_runner_cfg(cfg)).train()
+    return str(work_dir / f'iter_{iters}.pth')
+
+
+@pytest.fixture(scope='session')
+def coco_ckpt(tmp_path_factory):
+    os.chdir(REPO)
+    return train_refiner('configs/port/port_coco_keypoints-only.py',
+                         tmp_path_factory.mktemp('coco_refiner'))
+
+
+@pytest.fixture(scope='session')
+def hand_ckpt(tmp_path_factory):
+    os.chdir(REPO)
+    return train_refiner('configs/port/port_panoptic-hand2d_keypoints-only.py',
+                         tmp_path_factory.mktemp('hand_refiner'))

@@ -38,9 +38,11 @@ def parse_args():
     parser.add_argument('--config', default='configs/port/port_panoptic-hand2d_keypoints-only.py')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--num-folds', type=int, default=5)
-    parser.add_argument('--thr-candidates', type=float, nargs='+', default=[0.3, 0.4, 0.5, 0.6],
+    parser.add_argument('--thr-candidates', type=float, nargs='+', default=[0.3, 0.4, 0.5],
                         help='confidence thresholds tried on the training folds')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--workers', type=int, default=2,
+                        help='folds trained at once (processes); results do not depend on it')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
 
@@ -74,7 +76,8 @@ def main():
     logger = MMLogger.get_instance('mmport_benchmark', log_file=osp.join(
         args.work_dir, 'panoptic_benchmark.log'))
     cv = grouped_cross_validation(cfg, osp.join(args.work_dir, 'panoptic'), args.num_folds,
-                                  args.seed, args.thr_candidates, logger=logger)
+                                  args.seed, args.thr_candidates, workers=args.workers,
+                                  logger=logger)
     metric = RefinementMetric(pck_thr=0.7, norm_items=['head'])
     metric.dataset_meta = cv.metainfo
     metric.process({}, cv.samples)
@@ -106,8 +109,10 @@ def main():
     gain = (np.linalg.norm(init - gt, axis=-1) - np.linalg.norm(refined - gt, axis=-1)).mean(1)
     order = np.argsort(-gain)
     pick = np.concatenate([order[:3], order[::-1][:3]])
-    titles = [f'EPE {np.linalg.norm(init[i] - gt[i], axis=-1).mean():.1f} -> '
-              f'{np.linalg.norm(refined[i] - gt[i], axis=-1).mean():.1f} px' for i in pick]
+    titles = [f'{"most improved" if n < 3 else "most degraded"}: EPE '
+              f'{np.linalg.norm(init[i] - gt[i], axis=-1).mean():.1f} -> '
+              f'{np.linalg.norm(refined[i] - gt[i], axis=-1).mean():.1f} px'
+              for n, i in enumerate(pick)]
     png = plot_refinements(gt[pick], init[pick], refined[pick], replaced[pick],
                            cv.metainfo['skeleton_links'],
                            osp.join(args.work_dir, 'panoptic_refined_hands.png'), titles)

@@ -19,12 +19,13 @@ import sys
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from mmport.apis.offline_refinement import (atomic_write, encode_results,  # noqa: E402
+from mmport.apis.offline_refinement import (BBOX_SOURCES, atomic_write,  # noqa: E402
+                                            encode_results,
                                             load_coco_annotations, match_ground_truth,
                                             refine_arrays, refiner_boxes)
 from mmport.apis.refiner_loading import load_refiner  # noqa: E402
 from mmport.datasets.prediction_files import load_pose_results  # noqa: E402
-from mmport.evaluation import refinement_report  # noqa: E402
+from mmport.evaluation import coco_keypoint_ap, refinement_report  # noqa: E402
 from mmport.utils import InputFileError, MMPortError, safe_load_pickle  # noqa: E402
 
 
@@ -36,26 +37,12 @@ def parse_args(argv=None):
     parser.add_argument('--ann', help='COCO-style annotation file (boxes; ground truth)')
     parser.add_argument('--config', help='refiner config, if the checkpoint holds none')
     parser.add_argument('--score-thr', type=float, help='override the confidence threshold')
+    parser.add_argument('--bbox-source', default='auto', choices=BBOX_SOURCES,
+                        help='frame of each instance: matched annotation box, the results\' '
+                        'own box, or the keypoints\' extent (auto: the first available of '
+                        'annotation, --dump box, extent)')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
-
-
-def coco_ap(coco: dict, records: list, sigmas) -> float:
-    """COCO keypoint AP (xtcocotools) of results records against ``coco``."""
-    from xtcocotools.coco import COCO
-    from xtcocotools.cocoeval import COCOeval
-    gt = COCO()
-    gt.dataset = coco
-    gt.createIndex()
-    if not records:
-        return float('nan')
-    dt = gt.loadRes(records)
-    ev = COCOeval(gt, dt, 'keypoints', np.asarray(sigmas), use_area=True)
-    ev.params.useSegm = None
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
-    return float(ev.stats[0])
 
 
 def main(argv=None) -> int:
@@ -67,10 +54,13 @@ def main(argv=None) -> int:
         raise InputFileError(args.results, f'has {results.keypoints.shape[1]} keypoints per '
                              f'instance, the refiner {args.checkpoint} {refiner.num_keypoints}')
     coco = load_coco_annotations(args.ann) if args.ann else None
-    match = match_ground_truth(results, coco, thr) if coco else None
-    boxes = refiner_boxes(results, match, thr)
-    refined, replaced = refine_arrays(refiner, results.keypoints, results.keypoint_scores,
-                                      boxes, thr)
+    match = match_ground_truth(results, coco) if coco else None
+    boxes = refiner_boxes(results, match, thr, args.bbox_source)
+    if len(results):
+        refined, replaced = refine_arrays(refiner, results.keypoints, results.keypoint_scores,
+                                          boxes, thr)
+    else:  # an empty results file gives an empty refined file
+        refined, replaced = results.keypoints, np.zeros(results.keypoint_scores.shape, bool)
     source = (json.load(open(args.results)) if results.format == 'coco_json'
               else safe_load_pickle(args.results))
     atomic_write(args.out, encode_results(results, source, refined, replaced))
@@ -93,10 +83,23 @@ def main(argv=None) -> int:
                 print(f'  {name}: {rep["init"][name]:.3f} -> {rep["refined"][name]:.3f}')
         sigmas = refiner.metainfo.get('sigmas')
         if results.format == 'coco_json' and sigmas is not None and len(sigmas) == gt.shape[1]:
-            before = json.load(open(args.results))
-            after = json.loads(open(args.out).read())
-            print(f'  COCO AP: {coco_ap(coco, before, sigmas):.4f} -> '
-                  f'{coco_ap(coco, after, sigmas):.4f}')
+            # records of the annotation file's images with finite values only
+            # (COCOeval asserts the former and cannot score the rest)
+            image_ids = {img['id'] for img in coco['images']}
+            keep = [i for i, r in enumerate(source) if r.get('image_id') in image_ids
+                    and np.isfinite(results.keypoints[i]).all()
+                    and np.isfinite(results.keypoint_scores[i]).all()
+                    and np.isfinite(results.scores[i])]
+
+            def records(kpts):
+                return [dict(image_id=source[i]['image_id'],
+                             category_id=source[i].get('category_id', 1),
+                             score=float(results.scores[i]),
+                             keypoints=np.concatenate([kpts[i], results.keypoint_scores[i][:, None]],
+                                                      1).reshape(-1).tolist()) for i in keep]
+            before_ap = coco_keypoint_ap(coco, records(results.keypoints), sigmas)['AP']
+            after_ap = coco_keypoint_ap(coco, records(refined), sigmas)['AP']
+            print(f'  COCO AP ({len(keep)} instances): {before_ap:.4f} -> {after_ap:.4f}')
     return 0
 
 

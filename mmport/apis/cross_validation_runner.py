@@ -1,6 +1,8 @@
 """Grouped K-fold cross-validation of a keypoints-only refiner config through
 mmengine Runners, with the confidence threshold chosen on training folds."""
 import copy
+import multiprocessing as mp
+import os
 import os.path as osp
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,6 @@ class CrossValidationResult:
             the inner held-out training fold.
         params (int): Refiner parameters.
         metainfo (dict): Dataset metainfo.
-        runners (list): The runner of each fold's final model.
     """
     samples: List[dict] = field(default_factory=list)
     train_seconds: float = 0.0
@@ -75,16 +76,6 @@ def shorten_schedule(cfg: Config, ratio: float) -> Config:
     return cfg
 
 
-def train_and_test(cfg: Config):
-    """Train and test one config; returns (runner, train seconds, dumped samples)."""
-    runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
-    runner.train()
-    seconds = time.perf_counter() - start
-    runner.test()
-    return runner, seconds, safe_load_pickle(osp.join(cfg.work_dir, 'predictions.pkl'))
-
-
 def stack_fields(samples: List[dict], *fields: str) -> List[np.ndarray]:
     """Concatenate ``group.key`` fields (e.g. ``pred_instances.keypoints``)
     of dumped data samples over all samples."""
@@ -111,44 +102,94 @@ def choose_threshold(model, samples: List[dict],
     return epe
 
 
+def pick_threshold(epe: Dict[float, float], tolerance: float = 0.01) -> float:
+    """The lowest threshold whose EPE is within ``tolerance`` (relative) of
+    the lowest EPE."""
+    best = min(epe.values())
+    return min(t for t, e in epe.items() if e <= best * (1 + tolerance))
+
+
+def _train_job(job: dict) -> dict:
+    """One training of the cross-validation, in its own process.
+
+    ``select`` jobs train on three training folds, then score the fourth at
+    each candidate threshold; ``final`` jobs train on all four training
+    folds and save the checkpoint that is tested afterwards.
+    """
+    torch.set_num_threads(job['threads'])
+    runner = Runner.from_cfg(job['cfg'])
+    start = time.perf_counter()
+    runner.train()
+    out = dict(kind=job['kind'], fold=job['fold'], train_seconds=time.perf_counter() - start)
+    if job['kind'] == 'select':
+        runner.test()
+        samples = safe_load_pickle(osp.join(job['cfg'].work_dir, 'predictions.pkl'))
+        out['epe'] = choose_threshold(runner.model, samples, job['thr_candidates'])
+    return out
+
+
 def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, seed: int = 0,
                              thr_candidates: Optional[Sequence[float]] = None,
-                             selection_schedule: float = 0.5,
+                             selection_schedule: float = 0.5, tolerance: float = 0.01,
+                             workers: int = 1,
                              logger: Optional[MMLogger] = None) -> CrossValidationResult:
     """Run the grouped K-fold cross-validation of ``cfg``.
 
     For each fold f: if ``thr_candidates`` is given, a model trained on the
-    other training folds picks the threshold with the lowest EPE on one
-    training fold (never on fold f); then the model trained on all training
-    folds refines fold f with it. The threshold-selection model trains for
-    ``selection_schedule`` times the config's schedule (it only ranks
-    thresholds).
+    other training folds but one scores that one at each threshold (never
+    fold f); the threshold is the lowest candidate whose EPE is within
+    ``tolerance`` (relative) of the best: of nearly equal choices, the one
+    that changes fewest of the detector's joints. This selection model
+    trains for ``selection_schedule`` times the config's schedule (it only
+    ranks thresholds). The model trained on all training folds then refines
+    fold f with that threshold.
+
+    The trainings are independent, so ``workers`` of them run at once in
+    separate processes with ``cpu_count // workers`` torch threads each (the
+    models are small: two single-thread processes beat one two-thread
+    process). Every training is seeded on its own; only float rounding may
+    differ with the thread count.
     """
-    result = CrossValidationResult()
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = []
     for fold in range(num_folds):
         train_folds = [f for f in range(num_folds) if f != fold]
-        fold_dir = osp.join(work_dir, f'fold{fold}')
+        final = fold_config(cfg, osp.join(work_dir, f'fold{fold}'), train_folds, [fold], seed,
+                            num_folds)
+        jobs.append(dict(kind='final', fold=fold, cfg=final, threads=threads))
+    for fold in range(num_folds if thr_candidates else 0):
+        train_folds = [f for f in range(num_folds) if f != fold]
+        select = fold_config(cfg, osp.join(work_dir, f'fold{fold}', 'threshold_selection'),
+                             train_folds[1:], [train_folds[0]], seed, num_folds)
+        shorten_schedule(select, selection_schedule)
+        jobs.append(dict(kind='select', fold=fold, cfg=select, threads=threads,
+                         thr_candidates=list(thr_candidates)))
+    if workers > 1:  # longest jobs (final) first
+        ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        with ctx.Pool(workers) as pool:
+            outs = pool.map(_train_job, jobs, chunksize=1)
+    else:
+        outs = [_train_job(job) for job in jobs]
+
+    result = CrossValidationResult()
+    result.train_seconds = sum(o['train_seconds'] for o in outs)
+    epe = {o['fold']: o['epe'] for o in outs if o['kind'] == 'select'}
+    for fold in range(num_folds):
         thr = cfg.model.test_cfg.score_thr
-        if thr_candidates:
-            inner_val = train_folds[0]
-            inner_cfg = fold_config(cfg, osp.join(fold_dir, 'threshold_selection'),
-                                    train_folds[1:], [inner_val], seed, num_folds)
-            shorten_schedule(inner_cfg, selection_schedule)
-            runner, seconds, inner = train_and_test(inner_cfg)
-            result.train_seconds += seconds
-            epe = choose_threshold(runner.model, inner, thr_candidates)
-            thr = min(epe, key=epe.get)
-            result.threshold_epe.append(epe)
+        if fold in epe:
+            thr = pick_threshold(epe[fold], tolerance)
+            result.threshold_epe.append(epe[fold])
             if logger is not None:
-                logger.info(f'fold {fold}: threshold {thr} chosen on training fold {inner_val} '
-                            '(EPE by threshold: '
-                            + ', '.join(f'{t}: {e:.3f}' for t, e in epe.items()) + ')')
-        outer_cfg = fold_config(cfg, fold_dir, train_folds, [fold], seed, num_folds)
-        outer_cfg.model.test_cfg.score_thr = thr
-        runner, seconds, samples = train_and_test(outer_cfg)
-        result.train_seconds += seconds
+                logger.info(f'fold {fold}: threshold {thr} chosen on a training fold (EPE by '
+                            'threshold: ' + ', '.join(f'{t}: {e:.3f}'
+                                                      for t, e in epe[fold].items()) + ')')
+        test_cfg = copy.deepcopy(jobs[fold]['cfg'])
+        test_cfg.model.test_cfg.score_thr = thr
+        test_cfg.load_from = osp.join(test_cfg.work_dir, f'iter_{test_cfg.train_cfg.max_iters}.pth')
+        runner = Runner.from_cfg(test_cfg)
+        runner.test()
+        result.samples.extend(safe_load_pickle(osp.join(test_cfg.work_dir, 'predictions.pkl')))
         result.thresholds.append(thr)
-        result.samples.extend(samples)
         result.params = sum(p.numel() for p in runner.model.parameters())
         result.metainfo = runner.test_dataloader.dataset.metainfo
     return result

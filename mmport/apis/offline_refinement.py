@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import pickle
 import tempfile
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -49,23 +50,29 @@ def load_coco_annotations(ann_file: str) -> dict:
 def keypoint_extent_boxes(keypoints: np.ndarray, scores: np.ndarray, thr: float) -> np.ndarray:
     """Boxes (N, 4) around each instance's confident keypoints (all of them
     where fewer than two are confident); NaN where no keypoint is finite."""
+    if keypoints.size == 0:
+        return np.full((len(keypoints), 4), np.nan)
     conf = (scores >= thr) & np.isfinite(keypoints).all(-1)
     few = conf.sum(1) < 2
     conf[few] = np.isfinite(keypoints[few]).all(-1)
     big = np.where(conf[..., None], keypoints, np.nan)
-    with np.errstate(invalid='ignore'), __import__('warnings').catch_warnings():
-        __import__('warnings').simplefilter('ignore', RuntimeWarning)
+    with warnings.catch_warnings():  # all-NaN instances give NaN boxes, as documented
+        warnings.simplefilter('ignore', RuntimeWarning)
         return np.concatenate([np.nanmin(big, 1), np.nanmax(big, 1)], 1)
 
 
-def match_ground_truth(results: PoseResults, coco: dict, thr: float) -> GroundTruthMatch:
-    """Match each result instance to an annotation of its image (max box IoU)."""
+def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
+    """Match each result instance to an annotation of its image: the only
+    one, or the one whose box best overlaps the instance's keypoints (IoU >
+    0.1)."""
     by_name = {osp.basename(img['file_name']): img['id'] for img in coco['images']}
     anns = [a for a in coco['annotations'] if not a.get('iscrowd', 0)]
     per_image: Dict[object, List[int]] = defaultdict(list)
     for i, a in enumerate(anns):
         per_image[a['image_id']].append(i)
-    extents = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, thr)
+    # the extent of all finite keypoints: confident ones alone may cover a
+    # small part of the instance
+    extents = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, -np.inf)
     ann_index = np.full(len(results), -1)
     image_ids: List = []
     for n, key in enumerate(results.image_keys):
@@ -80,7 +87,7 @@ def match_ground_truth(results: PoseResults, coco: dict, thr: float) -> GroundTr
         boxes = np.array([anns[c]['bbox'] for c in cands], np.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         iou = _box_iou(extents[n], boxes)
-        if iou.max() > 0.1:
+        if len(cands) == 1 or iou.max() > 0.1:  # an image's only person, or the best overlap
             ann_index[n] = cands[int(np.argmax(iou))]
     return GroundTruthMatch(ann_index, anns, image_ids)
 
@@ -92,13 +99,29 @@ def _int_or_none(key):
         return None
 
 
-def refiner_boxes(results: PoseResults, match: Optional[GroundTruthMatch],
-                  thr: float) -> np.ndarray:
-    """The frame box of every instance: its matched annotation's box (the
-    frame the refiner was trained in), else the extent of its confident
-    keypoints."""
+BBOX_SOURCES = ('auto', 'ann', 'results', 'keypoints')
+
+
+def refiner_boxes(results: PoseResults, match: Optional[GroundTruthMatch], thr: float,
+                  source: str = 'auto') -> np.ndarray:
+    """The frame box (N, 4) xyxy of every instance.
+
+    ``'ann'``: the matched annotation's box (the frame the refiner was
+    trained in); ``'results'``: the box the results file gives (the
+    detector's); ``'keypoints'``: the extent of the instance's confident
+    keypoints. ``'auto'`` takes, per instance, the annotation's box where one
+    matched, else the detector's box of an MMPose ``--dump`` file, else the
+    keypoint extent. (MMPose 0.x pickles hold padded crop boxes, used only on
+    request.) Unusable boxes are not fixed here: such instances pass through
+    the refiner unchanged.
+    """
+    if source not in BBOX_SOURCES:
+        raise ValueError(f'bbox source must be one of {BBOX_SOURCES}, got {source!r}')
     boxes = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, thr)
-    if match is not None:
+    if source in ('results', 'auto') and results.bboxes is not None and (
+            source == 'results' or results.format == 'mmpose_dump'):
+        boxes = results.bboxes.astype(np.float64).copy()
+    if source in ('ann', 'auto') and match is not None:
         for n, a in enumerate(match.ann_index):
             if a >= 0:
                 x, y, w, h = match.annotations[a]['bbox']

@@ -1,7 +1,6 @@
 """Build a trained PORT refiner from its checkpoint alone."""
 from typing import Optional
 
-import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict

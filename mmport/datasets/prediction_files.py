@@ -12,7 +12,6 @@ Supported formats (detected from the content):
 """
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -104,7 +103,7 @@ def _from_mmpose_dump(path: str, samples: list) -> PoseResults:
         ks = pred.get('keypoint_scores')
         if ks is None:
             raise InputFileError(path, f'record {s}: pred_instances has no keypoint_scores')
-        ks = np.asarray(ks, np.float64).reshape(n, -1)
+        ks = np.asarray(ks, np.float64).reshape(n, kp.shape[1])
         bb = pred.get('bboxes')
         key = str(sample.get('img_path', sample.get('img_id', s)))
         keys.extend([key] * n)
@@ -170,7 +169,7 @@ def load_pose_results(path: str) -> PoseResults:
             raise InputFileError(path, f'is not valid JSON ({err})') from None
         if not isinstance(data, list):
             raise InputFileError(path, 'a COCO keypoint results file must hold a list')
-        return _from_coco_json(path, data)
+        return _checked(path, _from_coco_json, data)
     data = safe_load_pickle(path)
     if not isinstance(data, list):
         raise InputFileError(path, f'expected a list of results, got {type(data).__name__}')
@@ -178,8 +177,25 @@ def load_pose_results(path: str) -> PoseResults:
         return PoseResults([], np.zeros((0, 0, 2)), np.zeros((0, 0)), None, np.zeros(0),
                            'mmpose_dump', [])
     if isinstance(data[0], dict) and 'preds' in data[0]:
-        return _from_mmpose0(path, data)
+        return _checked(path, _from_mmpose0, data)
     if isinstance(data[0], dict) and 'pred_instances' in data[0]:
-        return _from_mmpose_dump(path, data)
+        return _checked(path, _from_mmpose_dump, data)
     raise InputFileError(path, 'unknown results layout: expected MMPose 0.x test output '
                          '("preds") or an MMPose --dump file ("pred_instances")')
+
+
+def _checked(path: str, parse, data: list) -> PoseResults:
+    """Run a parser; any malformed value becomes one clear error."""
+    try:
+        res = parse(path, data)
+    except InputFileError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as err:
+        raise InputFileError(path, f'malformed results ({type(err).__name__}: {err})') from None
+    k = res.keypoints.shape[1] if res.keypoints.ndim == 3 else 0
+    if len(res) and (res.keypoint_scores.shape != (len(res), k) or k == 0):
+        raise InputFileError(path, f'keypoint scores have shape {res.keypoint_scores.shape}, '
+                             f'expected ({len(res)}, {k})')
+    if len(res.scores) != len(res):
+        raise InputFileError(path, 'instance scores do not match the instances')
+    return res

@@ -1,4 +1,4 @@
-from .functional import pose_errors, refinement_report
+from .functional import coco_keypoint_ap, pose_errors, refinement_report
 from .metrics import RefinementMetric
 
-__all__ = ['pose_errors', 'refinement_report', 'RefinementMetric']
+__all__ = ['coco_keypoint_ap', 'pose_errors', 'refinement_report', 'RefinementMetric']

@@ -84,3 +84,41 @@ def refinement_report(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
                 scores[key + suffix] = value
         report[name] = scores
     return report
+
+
+def coco_keypoint_ap(coco_gt, records: list, sigmas) -> Dict[str, float]:
+    """COCO keypoint AP of results records, with xtcocotools' COCOeval.
+
+    Args:
+        coco_gt (dict | str): COCO annotation dict or file.
+        records (list[dict]): COCO keypoint results (``image_id``,
+            ``category_id``, ``keypoints`` [x, y, s] * K, ``score``). Only the
+            images that have records are evaluated.
+        sigmas (sequence[float]): Per-joint OKS sigmas.
+
+    Returns:
+        dict: ``AP``, ``AP@0.5``, ``AP@0.75``, ``AR``.
+    """
+    import contextlib
+    import io
+
+    from xtcocotools.coco import COCO
+    from xtcocotools.cocoeval import COCOeval
+    if not records:
+        return {'AP': float('nan'), 'AP@0.5': float('nan'), 'AP@0.75': float('nan'),
+                'AR': float('nan')}
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO's own prints
+        if isinstance(coco_gt, str):
+            gt = COCO(coco_gt)
+        else:
+            gt = COCO()
+            gt.dataset = coco_gt
+            gt.createIndex()
+        dt = gt.loadRes(records)
+        ev = COCOeval(gt, dt, 'keypoints', np.asarray(sigmas), use_area=True)
+        ev.params.imgIds = sorted({r['image_id'] for r in records})
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {'AP': float(ev.stats[0]), 'AP@0.5': float(ev.stats[1]),
+            'AP@0.75': float(ev.stats[2]), 'AR': float(ev.stats[5])}

@@ -32,7 +32,9 @@ class PORTRefiner(BaseModel):
     and each data sample's ``gt_instances.bboxes`` gives the instance frame.
 
     At test time joints whose confidence is below ``test_cfg.score_thr``
-    are reconstructed from the confident ones; the others keep the input
+    are reconstructed from the instance's other joints (in the network's
+    ``'hint'`` mode also from their own doubtful positions); the others keep
+    the input
     (``blend='replace'``), or, with ``blend='linear'``, a low-confidence
     joint becomes ``w * input + (1 - w) * reconstruction`` with
     ``w = score / score_thr``. An instance is passed through unchanged when
@@ -70,13 +72,14 @@ class PORTRefiner(BaseModel):
         self.num_keypoints = self.network.num_keypoints
         self.rotate_axis = tuple(rotate_axis) if rotate_axis is not None else None
         self.train_cfg = {'visible_loss_weight': 0.1, **(train_cfg or {})}
-        self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3, **(test_cfg or {})}
+        self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
+                         **(test_cfg or {})}
         if self.test_cfg['blend'] not in BLEND_MODES:
             raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
 
     # ------------------------------------------------------------------ core
     def reconstruct(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
-                    mask: Tensor) -> Tensor:
+                    mask: Tensor, check: bool = True) -> Tensor:
         """Run the network in each instance's frame.
 
         Args:
@@ -84,13 +87,39 @@ class PORTRefiner(BaseModel):
             scores (Tensor): (B, K) confidences.
             bboxes (Tensor): (B, 4) xyxy pixels, all valid.
             mask (Tensor): bool (B, K), joints to reconstruct.
+            check (bool): Check the boxes (see ``frame_from_bboxes``).
 
         Returns:
             Tensor: (B, K, 2) reconstructed pixel coordinates.
         """
-        frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis)
+        frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis, check=check)
         out = self.network(to_frame(keypoints, frame), mask, scores)
         return from_frame(out, frame)
+
+    def refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+                     score_thr: float) -> Tuple[Tensor, Tensor]:
+        """The test-time rule on a whole batch, with no data-dependent
+        control flow (so that it exports to ONNX as it is).
+
+        Instances that cannot be refined (degenerate or non-finite box,
+        non-finite keypoints or scores, nothing below the threshold, fewer
+        than ``min_confident`` joints above it) go through the network on
+        placeholder values and come back unchanged.
+        """
+        mask = scores < score_thr
+        ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
+              & torch.isfinite(scores).all(1) & mask.any(1)
+              & ((~mask).sum(1) >= self.test_cfg['min_confident']))
+        unit_box = torch.tensor([0., 0., 1., 1.], dtype=bboxes.dtype, device=bboxes.device)
+        safe_boxes = torch.where(ok[:, None], bboxes, unit_box)
+        safe_kpts = torch.where(ok[:, None, None], keypoints, torch.zeros_like(keypoints))
+        safe_scores = torch.where(ok[:, None], scores, torch.ones_like(scores))
+        replaced = mask & ok[:, None]
+        rec = self.reconstruct(safe_kpts, safe_scores, safe_boxes, replaced, check=False)
+        if self.test_cfg['blend'] == 'linear':
+            w = (safe_scores / score_thr).clamp(0, 1)[..., None]
+            rec = w * safe_kpts + (1 - w) * rec
+        return torch.where(replaced[..., None], rec, keypoints), replaced
 
     @torch.no_grad()
     def refine(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
@@ -116,20 +145,31 @@ class PORTRefiner(BaseModel):
                              f'({len(keypoints)}, 4), got {tuple(scores.shape)} and '
                              f'{tuple(bboxes.shape)}')
         thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
+        if len(keypoints) == 0:
+            return keypoints.float().clone(), torch.zeros_like(scores, dtype=torch.bool)
+        return self.refine_batch(keypoints.float(), scores.float(), bboxes.float(), thr)
+
+    @torch.no_grad()
+    def explain(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+                score_thr: Optional[float] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Refine and return what each joint attended to.
+
+        Args:
+            keypoints (Tensor): (B, K, 2) pixels.
+            scores (Tensor): (B, K).
+            bboxes (Tensor): (B, 4) xyxy, valid.
+            score_thr (float, optional): Overrides ``test_cfg.score_thr``.
+
+        Returns:
+            tuple: refined keypoints (B, K, 2), replaced mask (B, K), and
+            attention (B, depth, K, K) averaged over heads: row i is how much
+            joint i attended to every joint in each block.
+        """
+        refined, replaced = self.refine(keypoints, scores, bboxes, score_thr)
         keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
-        mask = scores < thr
-        ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
-              & torch.isfinite(scores).all(1) & mask.any(1)
-              & ((~mask).sum(1) >= self.test_cfg['min_confident']))
-        refined = keypoints.clone()
-        if ok.any():
-            rec = self.reconstruct(keypoints[ok], scores[ok], bboxes[ok], mask[ok])
-            m = mask[ok][..., None]
-            if self.test_cfg['blend'] == 'linear':
-                w = (scores[ok] / thr).clamp(0, 1)[..., None]
-                rec = w * keypoints[ok] + (1 - w) * rec
-            refined[ok] = torch.where(m, rec, keypoints[ok])
-        return refined, mask & ok[:, None]
+        frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis)
+        maps = self.network.attention_maps(to_frame(keypoints, frame), replaced, scores)
+        return refined, replaced, maps.mean(2).permute(1, 0, 2, 3)
 
     # --------------------------------------------------------------- mmengine
     def _stack(self, inputs: Union[Tensor, List[Tensor]]) -> Tensor:

@@ -1,5 +1,5 @@
 """Any MMPose top-down estimator followed by the PORT refiner."""
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch

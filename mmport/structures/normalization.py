@@ -42,8 +42,8 @@ def valid_bboxes(bboxes: Tensor) -> Tensor:
 
 def frame_from_bboxes(bboxes: Tensor,
                       keypoints: Optional[Tensor] = None,
-                      rotate_axis: Optional[Tuple[int, int]] = None
-                      ) -> KeypointFrame:
+                      rotate_axis: Optional[Tuple[int, int]] = None,
+                      check: bool = True) -> KeypointFrame:
     """Build the frames of a batch of instances.
 
     Args:
@@ -53,11 +53,13 @@ def frame_from_bboxes(bboxes: Tensor,
             when ``rotate_axis`` is set.
         rotate_axis (tuple[int, int], optional): Joints (root, ref); the frame
             is rotated so that root -> ref points along -y (up).
+        check (bool): Raise on invalid boxes (off inside traced/exported
+            graphs, whose callers replace invalid boxes beforehand).
 
     Returns:
         KeypointFrame: The frames.
     """
-    if not bool(valid_bboxes(bboxes).all()):
+    if check and not bool(valid_bboxes(bboxes).all()):
         raise ValueError('frame_from_bboxes needs finite boxes with positive '
                          'width and height')
     center = (bboxes[:, :2] + bboxes[:, 2:]) / 2

@@ -1,3 +1,4 @@
+from .explain_plot import plot_explanation
 from .refinement_plot import plot_refinements
 
-__all__ = ['plot_refinements']
+__all__ = ['plot_explanation', 'plot_refinements']

@@ -1,0 +1,31 @@
+"""Export a PORT refiner, test-time rule included, to ONNX."""
+import torch
+from torch import Tensor, nn
+
+
+class RefinerForExport(nn.Module):
+    """``PORTRefiner.refine`` as a graph: (keypoints (B, K, 2) pixels,
+    scores (B, K), bboxes (B, 4) xyxy) -> (refined keypoints (B, K, 2),
+    replaced (B, K) bool), with the confidence threshold baked in."""
+
+    def __init__(self, refiner, score_thr: float = None):
+        super().__init__()
+        self.refiner = refiner.eval()
+        self.score_thr = float(refiner.test_cfg['score_thr'] if score_thr is None else score_thr)
+
+    def forward(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor):
+        return self.refiner.refine_batch(keypoints, scores, bboxes, self.score_thr)
+
+
+def export_onnx(refiner, out_file: str, score_thr: float = None, opset: int = 17) -> str:
+    """Write ``out_file`` with a dynamic batch axis; returns the path."""
+    module = RefinerForExport(refiner, score_thr)
+    k = refiner.num_keypoints
+    example = (torch.rand(2, k, 2) * 100, torch.rand(2, k), torch.tensor([[0., 0., 100., 100.]] * 2))
+    torch.onnx.export(
+        module, example, out_file, input_names=['keypoints', 'scores', 'bboxes'],
+        output_names=['refined_keypoints', 'replaced'], opset_version=opset,
+        dynamic_axes={name: {0: 'batch'} for name in
+                      ('keypoints', 'scores', 'bboxes', 'refined_keypoints', 'replaced')},
+        dynamo=False)
+    return out_file

@@ -1,0 +1,135 @@
+"""tools/refine_results.py, tools/export_onnx.py and checkpoint loading, with
+refiners trained for a few iterations through the Runner."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mmport.apis import load_refiner
+from mmport.datasets import load_pose_results
+from mmport.evaluation import coco_keypoint_ap
+from mmport.utils import InputFileError
+from tests.conftest import PANOPTIC_ANN, PANOPTIC_PRED, REPO
+
+COCO_ANN = 'data/coco_val_subset/annotations/person_keypoints_val2017_subset.json'
+
+
+def _run_tool(*args):
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _coco_results(tmp_path, n=60):
+    with open(COCO_ANN) as f:
+        coco = json.load(f)
+    rng = np.random.default_rng(0)
+    recs = []
+    for a in [a for a in coco['annotations'] if a.get('num_keypoints', 0) >= 10][:n]:
+        kp = np.reshape(a['keypoints'], (17, 3)).astype(float)
+        scores = rng.uniform(0.05, 1.0, 17)
+        kp[:, :2] += rng.normal(0, 4, (17, 2)) * (1 + (scores < 0.3)[:, None] * 5)
+        kp[:, 2] = scores
+        recs.append(dict(image_id=a['image_id'], category_id=1, score=float(scores.mean()),
+                         keypoints=kp.reshape(-1).tolist()))
+    path = tmp_path / 'results.json'
+    path.write_text(json.dumps(recs))
+    return path, recs
+
+
+def test_refine_results_round_trips_coco_json(tmp_path, coco_ckpt):
+    path, recs = _coco_results(tmp_path)
+    out = tmp_path / 'refined.json'
+    rc, log = _run_tool('tools/refine_results.py', str(path), '--ann', COCO_ANN,
+                        '--checkpoint', coco_ckpt, '--out', str(out), '--score-thr', '0.3')
+    assert rc == 0, log
+    assert 'COCO AP' in log and 'EPE' in log
+    refined = json.loads(out.read_text())
+    assert len(refined) == len(recs)
+    changed = 0
+    for a, b in zip(recs, refined):
+        assert a['image_id'] == b['image_id'] and a['score'] == b['score']
+        ka, kb = np.reshape(a['keypoints'], (17, 3)), np.reshape(b['keypoints'], (17, 3))
+        np.testing.assert_array_equal(ka[:, 2], kb[:, 2])
+        moved = ~np.isclose(ka[:, :2], kb[:, :2]).all(1)
+        assert not (moved & (ka[:, 2] >= 0.3)).any()  # confident joints never move
+        changed += moved.sum()
+    assert changed > 0
+    # the output loads in xtcocotools' COCOeval
+    ap = coco_keypoint_ap(COCO_ANN, refined, np.full(17, 0.05))
+    assert 0 <= ap['AP'] <= 1
+
+
+def test_refine_results_mmpose0_pickle_with_real_predictions(tmp_path, hand_ckpt):
+    out = tmp_path / 'refined.pkl'
+    rc, log = _run_tool('tools/refine_results.py', PANOPTIC_PRED, '--ann', PANOPTIC_ANN,
+                        '--checkpoint', hand_ckpt, '--out', str(out))
+    assert rc == 0, log
+    assert 'matched 846 of 846' in log
+    before, after = load_pose_results(PANOPTIC_PRED), load_pose_results(str(out))
+    assert after.format == 'mmpose0_test_pickle' and len(after) == 846
+    np.testing.assert_array_equal(before.keypoint_scores, after.keypoint_scores)
+    assert before.image_keys == after.image_keys
+
+
+def test_checkpoint_of_another_skeleton_is_refused(tmp_path, coco_ckpt):
+    rc, log = _run_tool('tools/refine_results.py', PANOPTIC_PRED, '--checkpoint', coco_ckpt,
+                        '--out', str(tmp_path / 'x.pkl'))
+    assert rc == 2
+    assert 'has 21 keypoints per instance, the refiner' in log and 'Traceback' not in log
+    assert not (tmp_path / 'x.pkl').exists()
+
+
+def test_malicious_or_broken_checkpoint_is_refused(tmp_path):
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': {'cfg': 'x'}}, evil)  # a valid zip to start with
+    import zipfile
+    with zipfile.ZipFile(evil) as z:
+        names = z.namelist()
+    data_pkl = [n for n in names if n.endswith('data.pkl')][0]
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ('echo pwned > /tmp/mmport_ckpt_pwned',))
+    with zipfile.ZipFile(evil, 'w') as z:
+        z.writestr(data_pkl, pickle.dumps({'meta': Exploit()}, protocol=2))
+        z.writestr(data_pkl.rsplit('/', 1)[0] + '/version', '3\n')
+    with pytest.raises(InputFileError, match='not a readable checkpoint'):
+        load_refiner(str(evil))
+    assert not os.path.exists('/tmp/mmport_ckpt_pwned')
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'not a checkpoint at all')
+    with pytest.raises(InputFileError, match='broken.pth'):
+        load_refiner(str(broken))
+
+
+def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
+    import onnxruntime as ort
+
+    from mmport.deployment import export_onnx
+    refiner = load_refiner(hand_ckpt)
+    onnx_file = export_onnx(refiner, str(tmp_path / 'port.onnx'))
+    res = load_pose_results(PANOPTIC_PRED)
+    with open(PANOPTIC_ANN) as f:
+        boxes = np.array([a['bbox'] for a in json.load(f)['annotations']], np.float32)
+    boxes[:, 2:] += boxes[:, :2]
+    kpts, scores = res.keypoints.astype(np.float32), res.keypoint_scores.astype(np.float32)
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    for batch in (1, 846):  # dynamic batch axis
+        onnx_out, onnx_rep = session.run(None, dict(keypoints=kpts[:batch],
+                                                    scores=scores[:batch],
+                                                    bboxes=boxes[:batch]))
+        ref, rep = refiner.refine(torch.from_numpy(kpts[:batch]),
+                                  torch.from_numpy(scores[:batch]),
+                                  torch.from_numpy(boxes[:batch]))
+        np.testing.assert_array_equal(onnx_rep, rep.numpy())
+        err = np.abs(onnx_out - ref.numpy()).max()
+        assert err < 1e-3, err  # pixels
+    assert rep.any()
+    rc, log = _run_tool('tools/export_onnx.py', hand_ckpt, '--out', str(tmp_path / 'b.onnx'))
+    assert rc == 0 and 'max abs error' in log, log

@@ -1,0 +1,79 @@
+"""PORTRefiner's test-time rule on real Panoptic predictions and bad inputs."""
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+from mmpose.registry import MODELS
+
+from mmport.datasets import load_pose_results
+from tests.conftest import PANOPTIC_PRED
+
+HAND_META = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
+
+
+@pytest.fixture(scope='module')
+def refiner():
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
+                              network=dict(type='PoseRelationTransformer', mask_mode='hint'),
+                              test_cfg=dict(score_thr=0.3)))
+    torch.nn.init.normal_(model.network.head.weight, std=0.1)  # move joints visibly
+    return model.eval()
+
+
+@pytest.fixture(scope='module')
+def real():
+    res = load_pose_results(PANOPTIC_PRED)
+    kpts = torch.from_numpy(res.keypoints[:64]).float()
+    scores = torch.from_numpy(res.keypoint_scores[:64]).float()
+    boxes = torch.from_numpy(res.bboxes[:64]).float()
+    return kpts, scores, boxes
+
+
+def test_only_low_confidence_joints_change(refiner, real):
+    kpts, scores, boxes = real
+    out, replaced = refiner.refine(kpts, scores, boxes)
+    assert out.shape == kpts.shape
+    np.testing.assert_array_equal(replaced.numpy(), (scores < 0.3).numpy() & replaced.numpy())
+    assert replaced.any()
+    torch.testing.assert_close(out[~replaced], kpts[~replaced])
+    assert (out[replaced] - kpts[replaced]).norm(dim=-1).min() > 0
+
+
+def test_bad_instances_pass_through_unchanged(refiner, real):
+    kpts, scores, boxes = (t.clone() for t in real)
+    scores[:8] = 0.1  # 0: every joint below the threshold
+    boxes[8, 2] = boxes[8, 0]  # 8: zero-width box
+    boxes[9] = torch.tensor([10., 10., 5., 5.])  # 9: negative size
+    boxes[10, 1] = float('nan')  # 10: NaN box
+    kpts[11, 3] = float('inf')  # 11: inf keypoint
+    scores[12, 5] = float('nan')  # 12: missing score
+    out, replaced = refiner.refine(kpts, scores, boxes)
+    bad = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert not replaced[bad].any()
+    torch.testing.assert_close(out[bad], kpts[bad], equal_nan=True)
+    # the good instances in the same batch are refined as if alone
+    alone, _ = refiner.refine(real[0][13:], real[1][13:], real[2][13:])
+    torch.testing.assert_close(out[13:], alone)
+
+
+def test_empty_batch_and_wrong_skeleton(refiner):
+    out, replaced = refiner.refine(torch.zeros(0, 21, 2), torch.zeros(0, 21), torch.zeros(0, 4))
+    assert out.shape == (0, 21, 2) and replaced.shape == (0, 21)
+    with pytest.raises(ValueError, match='built for 21 keypoints'):
+        refiner.refine(torch.zeros(2, 17, 2), torch.zeros(2, 17), torch.zeros(2, 4))
+
+
+def test_linear_blend_moves_less_than_replace(refiner, real):
+    kpts, scores, boxes = real
+    replaced_out, mask = refiner.refine(kpts, scores, boxes)
+    refiner.test_cfg['blend'] = 'linear'
+    try:
+        blended, mask2 = refiner.refine(kpts, scores, boxes)
+    finally:
+        refiner.test_cfg['blend'] = 'replace'
+    assert torch.equal(mask, mask2)
+    w = (scores / 0.3).clamp(0, 1)[..., None]
+    torch.testing.assert_close(blended, torch.where(mask[..., None],
+                                                    w * kpts + (1 - w) * replaced_out, kpts))
