@@ -122,3 +122,37 @@ def test_occlusion_flag_survives_from_raw_annotation():
     assert np.flatnonzero(res['keypoints_occluded'][0]).tolist() == [3, 7]
     with pytest.raises(KeyError, match='raw annotation'):
         LoadOcclusionFlags()(dict(keypoints=np.zeros((1, 17, 2)), raw_ann_info=None))
+
+
+def test_occlusion_flag_survives_into_the_metric():
+    """COCO v=1 flags: raw annotation -> packed sample -> RefinementMetric."""
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import DATASETS
+
+    from mmport.evaluation import RefinementMetric
+    init_default_scope('mmpose')
+    meta = dict(from_file='configs/_base_/datasets/coco.py')
+    dataset = DATASETS.build(dict(
+        type='CocoDataset', data_root='tests/data/coco/', ann_file='test_coco.json',
+        data_prefix=dict(img=''), test_mode=True,
+        pipeline=[dict(type='LoadOcclusionFlags'),
+                  dict(type='SynthesizePoseErrors', metainfo=meta, seed=0),
+                  dict(type='PackRefinerInputs')]))
+    samples, flagged = [], 0
+    for i in range(len(dataset)):
+        raw = np.reshape(dataset.get_data_info(i)['raw_ann_info']['keypoints'], (-1, 3))
+        packed = dataset[i]['data_samples']
+        occluded = packed.gt_instances.keypoints_occluded[0]
+        np.testing.assert_array_equal(occluded, raw[:, 2] == 1)
+        flagged += occluded.sum()
+        inputs = dataset[i]['inputs'].numpy()
+        samples.append(dict(
+            gt_instances=packed.gt_instances.to_dict(),
+            pred_instances=dict(keypoints=inputs[None, :, :2], keypoints_init=inputs[None, :, :2],
+                                refined_mask=np.zeros((1, 17), bool))))
+    assert flagged == 17  # test_coco.json: 17 joints with v=1 over its 12 instances
+    metric = RefinementMetric(norm_items=['bbox'])
+    metric.dataset_meta = parse_pose_metainfo(meta)
+    metric.process({}, samples)
+    m = metric.compute_metrics(metric.results)
+    assert np.isfinite(m['EPE_occluded']) and m['EPE_occluded'] == m['init_EPE_occluded']

@@ -88,3 +88,28 @@ def test_tools_test_refines_only_low_confidence_joints(tmp_path, random_checkpoi
         np.testing.assert_array_equal(replaced, (pb['keypoint_scores'] < thr) & replaced)
         replaced_total += replaced.sum()
     assert replaced_total > 0
+
+
+def test_loss_trains_the_refiner_only_and_keeps_the_estimator_frozen():
+    from mmengine.dataset import pseudo_collate
+    from mmpose.registry import DATASETS
+    cfg = Config.fromfile(CONFIG)
+    init_default_scope('mmpose')
+    cfg.model.estimator.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.train()
+    assert not model.estimator.training  # frozen: BatchNorm in eval mode
+    dataset = DATASETS.build(dict(
+        type='CocoDataset', data_root='tests/data/coco/', ann_file='test_coco.json',
+        data_prefix=dict(img=''), pipeline=cfg.train_pipeline))
+    batch = model.data_preprocessor(pseudo_collate([dataset[i] for i in range(4)]), True)
+    bn = next(m for m in model.estimator.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    running_mean = bn.running_mean.clone()
+    losses = model(**batch, mode='loss')
+    total = sum(losses.values())
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    assert all(p.grad is None for p in model.estimator.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.refiner.parameters())
+    torch.testing.assert_close(bn.running_mean, running_mean)

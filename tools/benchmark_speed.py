@@ -61,6 +61,17 @@ class _NetworkOnly(torch.nn.Module):
         return self.network(coords, self.mask, self.scores)
 
 
+class _TensorMode(torch.nn.Module):
+    """A top-down estimator's forward in tensor mode (backbone + head)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs):
+        return self.model(inputs, None, mode='tensor')
+
+
 def throughput(fn, n_poses: int, min_seconds: float = 2.0) -> float:
     fn()  # warm-up
     runs, start = 0, time.perf_counter()
@@ -126,7 +137,7 @@ def main():
         model_cfg = get_config(cfg_name).model
         model_cfg.backbone.init_cfg = None
         model = MODELS.build(model_cfg).eval()
-        info = get_model_complexity_info(model, inputs=(torch.rand(1, 3, h, w),),
+        info = get_model_complexity_info(_TensorMode(model), inputs=(torch.rand(1, 3, h, w),),
                                          show_table=False, show_arch=False)
         out[f'params {name}'] = info['params']
         out[f'flops {name}'] = info['flops']

@@ -1,7 +1,7 @@
 """Grouped, size-balanced K-fold splits (no source video/image in two folds)."""
 import os.path as osp
 import re
-from typing import List, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -56,8 +56,3 @@ def grouped_folds(groups: Sequence[str], num_folds: int = 5, seed: int = 0) -> n
         fold_of_group[g] = fold
         sizes[fold] += counts[g]
     return fold_of_group[inverse]
-
-
-def fold_indices(folds: np.ndarray, fold: int) -> List[List[int]]:
-    """(train indices, test indices) of one fold."""
-    return [np.flatnonzero(folds != fold).tolist(), np.flatnonzero(folds == fold).tolist()]
