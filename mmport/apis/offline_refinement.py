@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mmport.datasets.prediction_files import PoseResults
-from mmport.datasets.transforms.loading import _box_iou
+from mmport.datasets.transforms.loading import box_iou
 from mmport.utils import InputFileError
 
 
@@ -86,7 +86,7 @@ def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
             continue
         boxes = np.array([anns[c]['bbox'] for c in cands], np.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
-        iou = _box_iou(extents[n], boxes)
+        iou = box_iou(extents[n], boxes)
         if len(cands) == 1 or iou.max() > 0.1:  # an image's only person, or the best overlap
             ann_index[n] = cands[int(np.argmax(iou))]
     return GroundTruthMatch(ann_index, anns, image_ids)

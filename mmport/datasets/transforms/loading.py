@@ -11,13 +11,14 @@ from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.utils import InputFileError
 
 
-def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one xyxy box (4,) with many (N, 4)."""
     lt = np.maximum(box[:2], boxes[:, :2])
     rb = np.minimum(box[2:], boxes[:, 2:])
     inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+    area_a = np.prod(np.clip(box[2:] - box[:2], 0, None))
+    area_b = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
 def match_instance(results: PoseResults, candidates: List[int], bbox: np.ndarray) -> int:
@@ -30,7 +31,7 @@ def match_instance(results: PoseResults, candidates: List[int], bbox: np.ndarray
         return candidates[0]
     idx = np.asarray(candidates)
     if results.bboxes is not None and np.isfinite(results.bboxes[idx]).all():
-        return int(idx[np.argmax(_box_iou(bbox, results.bboxes[idx]))])
+        return int(idx[np.argmax(box_iou(bbox, results.bboxes[idx]))])
     kpts = results.keypoints[idx]
     inside = ((kpts >= bbox[:2]) & (kpts <= bbox[2:])).all(-1).sum(-1)
     dist = np.linalg.norm(kpts.mean(1) - (bbox[:2] + bbox[2:]) / 2, axis=-1)
