@@ -22,7 +22,7 @@ from mmport.apis import load_refiner  # noqa: E402
 from mmport.apis.offline_refinement import (load_coco_annotations,  # noqa: E402
                                             match_ground_truth, refiner_boxes)
 from mmport.datasets import load_pose_results  # noqa: E402
-from mmport.utils import MMPortError  # noqa: E402
+from mmport.utils import MMPortError, run_cli  # noqa: E402
 from mmport.visualization import plot_explanation  # noqa: E402
 
 
@@ -96,8 +96,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except MMPortError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmport.apis import load_refiner  # noqa: E402
 from mmport.deployment import export_onnx  # noqa: E402
-from mmport.utils import MMPortError  # noqa: E402
+from mmport.utils import run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -47,8 +47,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except MMPortError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -26,7 +26,7 @@ from mmport.apis.offline_refinement import (BBOX_SOURCES, atomic_write,  # noqa:
 from mmport.apis.refiner_loading import load_refiner  # noqa: E402
 from mmport.datasets.prediction_files import load_pose_results  # noqa: E402
 from mmport.evaluation import coco_keypoint_ap, refinement_report  # noqa: E402
-from mmport.utils import InputFileError, MMPortError, safe_load_pickle  # noqa: E402
+from mmport.utils import InputFileError, run_cli, safe_load_pickle  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -104,8 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except MMPortError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

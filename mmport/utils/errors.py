@@ -1,4 +1,6 @@
 """mmport's user-facing errors: one message naming the file and the problem."""
+import sys
+from typing import Callable
 
 
 class MMPortError(Exception):
@@ -17,3 +19,14 @@ class InputFileError(MMPortError, ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f'{self.path}: {problem}')
+
+
+def run_cli(main: Callable[[], int]) -> None:
+    """Run a command-line tool's ``main``: an :class:`MMPortError` (bad user
+    input) becomes one ``error: ...`` line on stderr and exit code 2, not a
+    traceback."""
+    try:
+        sys.exit(main())
+    except MMPortError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
