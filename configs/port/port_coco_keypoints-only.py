@@ -7,8 +7,7 @@
 #   --cfg-options data_root=data/coco/ \
 #     train_dataloader.dataset.ann_file=annotations/person_keypoints_train2017.json
 # (and point SynthesizePoseErrors.ann_file at the same file).
-_base_ = ['mmpose::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
+_base_ = ['./_base_/keypoints-only_runtime.py']  # MMPose's runtime + schedule
 
 metainfo = dict(from_file='configs/_base_/datasets/coco.py')
 data_root = 'data/coco_val_subset/'
@@ -23,20 +22,6 @@ model = dict(
     train_cfg=dict(visible_loss_weight=0.1),
     test_cfg=dict(score_thr=score_thr, blend='replace', min_confident=3))
 
-max_iters = 1000
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters,
-         T_max=max_iters - 100, eta_min=1e-5),
-]
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
 
 train_pipeline = [
     dict(type='LoadOcclusionFlags'),

@@ -6,8 +6,7 @@
 # benchmark uses: trained on folds 1-4, tested on fold 0. With the full
 # Panoptic HandDB, point the datasets at panoptic_train.json / a results
 # file of your detector and drop the GroupedFoldDataset wrappers.
-_base_ = ['mmpose::_base_/default_runtime.py']
-custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
+_base_ = ['./_base_/keypoints-only_runtime.py']  # MMPose's runtime + schedule
 
 metainfo = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
 data_root = 'data/panoptic/'
@@ -38,21 +37,7 @@ model = dict(
     test_cfg=dict(score_thr=score_thr, blend='replace', min_confident=0))
 
 # schedule: AdamW, linear warm-up then cosine decay
-max_iters = 1000
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters,
-         T_max=max_iters - 100, eta_min=1e-5),
-]
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=100),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
-                    save_best='EPE', rule='less'))
-log_processor = dict(by_epoch=False)
-randomness = dict(seed=0)
+default_hooks = dict(checkpoint=dict(save_best='EPE', rule='less'))
 
 # pipelines: keypoints only
 train_pipeline = [
