@@ -7,6 +7,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpose.registry import TRANSFORMS
 
+from .randomness import RandomSource
+
 ERROR_TYPES = ('good', 'jitter', 'inversion', 'swap', 'miss')
 # Keypoint-similarity bands of each error type (PoseFix / Ronchi & Perona):
 # a joint's error d relates to its OKS term ks = exp(-d^2 / (2 s^2 k^2)).
@@ -150,7 +152,7 @@ class SynthesizePoseErrors(BaseTransform):
         if metainfo is not None:
             from mmpose.datasets.datasets.utils import parse_pose_metainfo
             self.sigmas = np.asarray(parse_pose_metainfo(dict(metainfo))['sigmas'], np.float64)
-        self._rng = np.random.default_rng(seed) if seed is not None else None
+        self._random = RandomSource(seed)
         self._persons = None
 
     def _prob_table(self, num_k: int) -> np.ndarray:
@@ -177,8 +179,7 @@ class SynthesizePoseErrors(BaseTransform):
         return np.stack(others).astype(np.float64) if others else None
 
     def transform(self, results: dict) -> dict:
-        rng = self._rng if self._rng is not None else np.random.default_rng(
-            np.random.randint(2**31))
+        rng = self._random.generator()
         kpts = results['keypoints'][0]
         num_k = len(kpts)
         sigmas = self.sigmas if self.sigmas is not None else np.asarray(

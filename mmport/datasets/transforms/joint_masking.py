@@ -6,6 +6,7 @@ from mmcv.transforms import BaseTransform
 from mmpose.registry import TRANSFORMS
 
 from mmport.structures.skeleton import hop_distances
+from .randomness import RandomSource
 
 MASK_STRATEGIES = ('random', 'chain', 'region')
 
@@ -122,13 +123,8 @@ class MaskJoints(BaseTransform):
         self.score_thr = score_thr
         self.root = root
         self.seed = seed
-        self._rng = np.random.default_rng(seed) if seed is not None else None
+        self._random = RandomSource(seed)
         self._subtrees: Dict[tuple, List[np.ndarray]] = {}
-
-    def _generator(self) -> np.random.Generator:
-        if self._rng is not None:
-            return self._rng
-        return np.random.default_rng(np.random.randint(2**31))
 
     def _subtrees_for(self, num_keypoints: int, links) -> List[np.ndarray]:
         key = (num_keypoints, tuple(map(tuple, links)))
@@ -139,7 +135,7 @@ class MaskJoints(BaseTransform):
     def transform(self, results: dict) -> dict:
         keypoints = results['keypoints']
         num_keypoints = keypoints.shape[1]
-        rng = self._generator()
+        rng = self._random.generator()
         ratio = rng.uniform(*self.ratio)
         strategy = self.strategies[rng.choice(len(self.strategies), p=self.strategy_probs)]
         if strategy == 'random':

@@ -5,6 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpose.registry import TRANSFORMS
 
+from .randomness import RandomSource
 from .refiner_inputs import bbox_size
 
 # Every per-joint coordinate array a keypoints-only sample may carry.
@@ -13,10 +14,6 @@ COORD_KEYS = ('keypoints', 'input_keypoints', 'init_keypoints')
 JOINT_KEYS = COORD_KEYS + ('keypoints_visible', 'input_keypoint_scores',
                            'init_keypoint_scores', 'joint_mask',
                            'keypoints_occluded')
-
-
-def _generator(rng: Optional[np.random.Generator]) -> np.random.Generator:
-    return rng if rng is not None else np.random.default_rng(np.random.randint(2**31))
 
 
 @TRANSFORMS.register_module()
@@ -44,10 +41,10 @@ class KeypointRandomAffine(BaseTransform):
         self.scale_range = scale_range
         self.shift_factor = shift_factor
         self.prob = prob
-        self._rng = np.random.default_rng(seed) if seed is not None else None
+        self._random = RandomSource(seed)
 
     def transform(self, results: dict) -> dict:
-        rng = _generator(self._rng)
+        rng = self._random.generator()
         if rng.random() >= self.prob:
             return results
         bbox = results['bbox']
@@ -79,10 +76,10 @@ class KeypointRandomFlip(BaseTransform):
 
     def __init__(self, prob: float = 0.5, seed: Optional[int] = None):
         self.prob = prob
-        self._rng = np.random.default_rng(seed) if seed is not None else None
+        self._random = RandomSource(seed)
 
     def transform(self, results: dict) -> dict:
-        if _generator(self._rng).random() >= self.prob:
+        if self._random.generator().random() >= self.prob:
             results['flip'] = False
             return results
         flip_indices = np.asarray(results['flip_indices'])

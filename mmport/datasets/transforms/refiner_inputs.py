@@ -5,6 +5,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpose.registry import TRANSFORMS
 
+from .randomness import RandomSource
+
 INPUT_SOURCES = ('gaussian', 'transplant')
 
 
@@ -59,11 +61,7 @@ class SetRefinerInputs(BaseTransform):
         self.score_range = score_range
         self.pool_size = pool_size
         self._pool = []  # (error (K, 2) in box sizes, scores (K,)) of real predictions
-        self._rng = np.random.default_rng(seed) if seed is not None else None
-
-    def _generator(self) -> np.random.Generator:
-        return self._rng if self._rng is not None else np.random.default_rng(
-            np.random.randint(2**31))
+        self._random = RandomSource(seed)
 
     def _remember(self, results: dict, size: np.ndarray) -> None:
         visible = results['keypoints_visible'][0] > 0 if 'keypoints_visible' in results \
@@ -77,7 +75,7 @@ class SetRefinerInputs(BaseTransform):
             self._pool.pop(0)
 
     def transform(self, results: dict) -> dict:
-        rng = self._generator()
+        rng = self._random.generator()
         has_init = results.get('init_keypoints') is not None
         keypoints = results['keypoints'].astype(np.float32)
         size = bbox_size(results['bbox'])
