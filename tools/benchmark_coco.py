@@ -12,6 +12,7 @@ whole subset and saves it as ``<work-dir>/port_coco17_refiner.pth`` for
     python tools/benchmark_coco.py [--config CFG] [--work-dir DIR]
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -115,9 +116,7 @@ def main():
     logger.info('COCO-17 benchmark (synthesised detector errors):\n' + table)
 
     # a COCO-17 refiner trained on the whole subset, for users
-    full = Config.fromfile(args.config)
-    if args.cfg_options:
-        full.merge_from_dict(args.cfg_options)
+    full = copy.deepcopy(cfg)
     full.work_dir = osp.join(args.work_dir, 'coco', 'all_folds')
     full.train_dataloader.dataset.folds = list(range(args.num_folds))
     full.val_cfg = full.val_dataloader = full.val_evaluator = None
