@@ -12,7 +12,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import mmport  # noqa: F401  (registers mmport's models, transforms, metrics)
-from mmport.apis import prepare_runner_cfg
+from mmport.apis import finish_cpu_distributed_run, prepare_runner_cfg
 
 
 def parse_args():
@@ -173,6 +173,7 @@ def main():
 
     # start testing
     runner.test()
+    finish_cpu_distributed_run()
 
 
 if __name__ == '__main__':

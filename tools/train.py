@@ -10,7 +10,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmport  # noqa: F401  (registers mmport's models, transforms, metrics)
-from mmport.apis import prepare_runner_cfg
+from mmport.apis import finish_cpu_distributed_run, prepare_runner_cfg
 
 
 def parse_args():
@@ -162,6 +162,7 @@ def main():
 
     # start training
     runner.train()
+    finish_cpu_distributed_run()
 
 
 if __name__ == '__main__':

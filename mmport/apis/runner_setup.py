@@ -2,6 +2,9 @@
 import torch
 from mmengine.config import Config
 
+# whether _init_cpu_process_group created this process's group
+_CREATED_GROUP = False
+
 
 def prepare_runner_cfg(cfg: Config) -> Config:
     """Make an MMPose config run where it is launched.
@@ -42,6 +45,36 @@ def _init_cpu_process_group(backend: str) -> None:
     pytorch launcher unconditionally, which fails without a GPU; the Runner
     skips ``init_dist`` when a group already exists.
     """
+    global _CREATED_GROUP
     import torch.distributed as dist
     if dist.is_available() and not dist.is_initialized():
         dist.init_process_group(backend=backend, init_method='env://')
+        _CREATED_GROUP = True
+
+
+
+def finish_cpu_distributed_run() -> None:
+    """End a successful run in a process group that mmport created.
+
+    Seen here: a rank that had finished (checkpoints and metrics written)
+    sporadically aborted during interpreter shutdown ("terminate called
+    without an active exception", SIGABRT) with the gloo group still alive,
+    failing the whole torchrun job. Not root-caused; the ranks therefore meet
+    at a barrier, destroy the group, flush logs and leave without the
+    interpreter's teardown. Called only after success, so failures keep
+    their exit codes. No-op when mmport did not create the group.
+    """
+    if not _CREATED_GROUP:
+        return
+    import logging
+    import os
+    import sys
+
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
