@@ -77,3 +77,39 @@ def test_linear_blend_moves_less_than_replace(refiner, real):
     w = (scores / 0.3).clamp(0, 1)[..., None]
     torch.testing.assert_close(blended, torch.where(mask[..., None],
                                                     w * kpts + (1 - w) * replaced_out, kpts))
+
+
+def test_joint_errors_l1_and_euclidean():
+    from mmport.models.port_refiner import joint_errors
+    pred = torch.tensor([[[3., 4.], [1., 1.]]], requires_grad=True)
+    target = torch.tensor([[[0., 0.], [1., 1.]]])
+    torch.testing.assert_close(joint_errors(pred, target, 'l1'), torch.tensor([[7., 0.]]))
+    err = joint_errors(pred, target, 'euclidean')
+    torch.testing.assert_close(err, torch.tensor([[5., 0.]]))
+    err.sum().backward()  # a joint already on target must not give NaN gradients
+    torch.testing.assert_close(pred.grad, torch.tensor([[[0.6, 0.8], [0., 0.]]]))
+
+
+def test_unknown_loss_type_is_refused():
+    init_default_scope('mmpose')
+    with pytest.raises(ValueError, match='loss_type'):
+        MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
+                          network=dict(type='PoseRelationTransformer'),
+                          train_cfg=dict(loss_type='l3')))
+
+
+def test_chunked_refine_equals_one_batch(refiner, real):
+    kpts, scores, boxes = real
+    whole, mask = refiner.refine_batch(kpts, scores, boxes, 0.3)
+    refiner.test_cfg['chunk_size'] = 7  # 64 poses: 9 full chunks and a remainder
+    try:
+        chunked, mask2 = refiner.refine(kpts, scores, boxes)
+    finally:
+        refiner.test_cfg['chunk_size'] = 128
+    assert torch.equal(mask, mask2)
+    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
+    init_default_scope('mmpose')
+    with pytest.raises(ValueError, match='chunk_size'):
+        MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
+                          network=dict(type='PoseRelationTransformer'),
+                          test_cfg=dict(chunk_size=0)))

@@ -17,20 +17,23 @@ score_thr = 0.4
 train_folds = [1, 2, 3, 4]
 test_folds = [0]
 
-# model
+# model: half PORT's width and a single attention head. Measured on the
+# benchmark's folds (README): as accurate as PORT's 64-wide, 4-head size,
+# with a quarter of its parameters and well over twice its speed
 model = dict(
     type='PORTRefiner',
     metainfo=metainfo,
     network=dict(
         type='PoseRelationTransformer',
-        embed_dim=64,
+        embed_dim=32,
         depth=4,
-        num_heads=4,
+        num_heads=1,
         mlp_ratio=2.0,
         proj_hops=1,
         use_scores=True,
         mask_mode='hint'),
-    train_cfg=dict(visible_loss_weight=0.1),
+    # the euclidean joint error is what EPE measures (measured better than L1)
+    train_cfg=dict(visible_loss_weight=0.1, loss_type='euclidean'),
     # hint mode sees the doubtful positions too, so even a hand whose joints
     # are all doubtful can be refined (measured: refining only hands with >= 3
     # confident joints left a third of the doubtful joints untouched)
@@ -42,7 +45,10 @@ default_hooks = dict(checkpoint=dict(save_best='EPE', rule='less'))
 # pipelines: keypoints only
 train_pipeline = [
     dict(type='LoadInitialPredictions', results_file=predictions),
-    dict(type='SetRefinerInputs', init_prob=0.5, synthetic='transplant'),
+    # real predictions a quarter of the time, transplanted real errors
+    # otherwise: fewer repeats of the same few hundred real hands (measured
+    # better than half and half)
+    dict(type='SetRefinerInputs', init_prob=0.25, synthetic='transplant'),
     dict(type='KeypointRandomFlip', prob=0.5),
     dict(type='KeypointRandomAffine', rotate_factor=30, scale_range=(0.8, 1.2),
          shift_factor=0.05),
