@@ -101,11 +101,12 @@ def test_unknown_loss_type_is_refused():
 def test_chunked_refine_equals_one_batch(refiner, real):
     kpts, scores, boxes = real
     whole, mask = refiner.refine_batch(kpts, scores, boxes, 0.3)
+    default = refiner.test_cfg['chunk_size']
     refiner.test_cfg['chunk_size'] = 7  # 64 poses: 9 full chunks and a remainder
     try:
         chunked, mask2 = refiner.refine(kpts, scores, boxes)
     finally:
-        refiner.test_cfg['chunk_size'] = 128
+        refiner.test_cfg['chunk_size'] = default
     assert torch.equal(mask, mask2)
     torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
     init_default_scope('mmpose')
