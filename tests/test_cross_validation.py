@@ -43,3 +43,45 @@ def test_largest_groups_spread_first():
     folds = grouped_folds(groups, 2)
     counts = Counter(folds.tolist())
     assert sorted(counts.values()) == [12, 12]
+
+
+def test_fold_splits_every_fold_validates_once():
+    from mmport.apis.cross_validation_runner import fold_splits
+    splits = fold_splits(5, select_thresholds=True)
+    final = [s for s in splits if s['kind'] == 'final']
+    select = [s for s in splits if s['kind'] == 'select']
+    assert [s['fold'] for s in splits[:5]] == list(range(5))  # final ones first, by fold
+    for s in final:
+        assert s['test'] == [s['fold']] and sorted(s['train'] + s['test']) == list(range(5))
+    for s in select:  # never the evaluated fold; train and validation disjoint
+        assert s['fold'] not in s['train'] + s['test']
+        assert len(s['train']) == 3 and not set(s['train']) & set(s['test'])
+    assert sorted(s['test'][0] for s in select) == list(range(5))
+    assert all(s['kind'] == 'final' for s in fold_splits(5, select_thresholds=False))
+
+
+def test_threshold_sweep_through_runners(tmp_path):
+    """Two-fold cross-validation with a few iterations: the sweep refines
+    every held-out hand at each threshold, consistently with the runner's
+    own test at the config's threshold."""
+    from mmengine.config import Config
+
+    from mmport.apis.cross_validation_runner import grouped_cross_validation, stack_fields
+    cfg = Config.fromfile('configs/port/port_panoptic-hand2d_keypoints-only.py')
+    cfg.train_cfg.max_iters = 3
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                                end=3)]
+    cfg.train_dataloader.batch_size = 16
+    cv = grouped_cross_validation(cfg, str(tmp_path), num_folds=2, thr_candidates=None,
+                                  sweep_thresholds=[0.2, 0.4])
+    init, refined, scores = stack_fields(cv.samples, 'pred_instances.keypoints_init',
+                                         'pred_instances.keypoints',
+                                         'pred_instances.keypoint_scores_init')
+    assert len(init) == 846 and cv.thresholds == [0.4, 0.4]
+    assert sorted(cv.sweep) == [0.2, 0.4]
+    swept, replaced = cv.sweep[0.4]
+    np.testing.assert_allclose(swept, refined, atol=1e-4)  # same models, same threshold
+    np.testing.assert_array_equal(replaced, scores < 0.4)  # every hand is refinable here
+    assert (cv.sweep[0.2][1] == (scores < 0.2)).all()
+    kept = ~cv.sweep[0.2][1]
+    np.testing.assert_array_equal(cv.sweep[0.2][0][kept], init[kept])

@@ -6,7 +6,7 @@ import os
 import os.path as osp
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ class CrossValidationResult:
             the inner held-out training fold.
         params (int): Refiner parameters.
         metainfo (dict): Dataset metainfo.
+        sweep (dict): Threshold -> pooled refined keypoints (N, K, 2) and
+            replaced-joint mask (N, K) of the held-out instances, in the
+            order of ``samples`` (filled when ``sweep_thresholds`` is given).
     """
     samples: List[dict] = field(default_factory=list)
     train_seconds: float = 0.0
@@ -39,14 +42,18 @@ class CrossValidationResult:
     threshold_epe: List[Dict[float, float]] = field(default_factory=list)
     params: int = 0
     metainfo: dict = field(default_factory=dict)
+    sweep: Dict[float, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def fold_config(cfg: Config, work_dir: str, train_folds: Sequence[int],
-                test_folds: Sequence[int], seed: int, num_folds: int) -> Config:
-    """Config that trains on ``train_folds`` and tests (and dumps) on ``test_folds``."""
+                test_folds: Sequence[int], seed: int, num_folds: int,
+                train_seed: Optional[int] = None) -> Config:
+    """Config that trains on ``train_folds`` and tests (and dumps) on
+    ``test_folds``; ``seed`` splits the folds and, unless ``train_seed`` is
+    given, seeds the training."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=seed)
+    cfg.randomness = dict(seed=seed if train_seed is None else train_seed)
     cfg.train_dataloader.dataset.folds = list(train_folds)
     cfg.test_dataloader.dataset.folds = list(test_folds)
     for name in ('train_dataloader', 'test_dataloader'):
@@ -76,6 +83,28 @@ def shorten_schedule(cfg: Config, ratio: float) -> Config:
     return cfg
 
 
+def fold_splits(num_folds: int, select_thresholds: bool) -> List[dict]:
+    """The trainings of a K-fold cross-validation, final ones first.
+
+    For each fold f, a ``'final'`` training on all other folds that is
+    tested on f; with ``select_thresholds`` also a ``'select'`` training on
+    all folds but f and f + 1 (mod K) that scores fold f + 1: every fold
+    validates once, so no single fold decides the thresholds of the others,
+    and fold f is never seen.
+
+    Returns:
+        list[dict]: ``kind``, ``fold``, ``train`` (folds), ``test`` (folds).
+    """
+    splits = [dict(kind='final', fold=f, train=[g for g in range(num_folds) if g != f],
+                   test=[f]) for f in range(num_folds)]
+    for f in range(num_folds if select_thresholds else 0):
+        inner = (f + 1) % num_folds
+        splits.append(dict(kind='select', fold=f,
+                           train=[g for g in range(num_folds) if g not in (f, inner)],
+                           test=[inner]))
+    return splits
+
+
 def stack_fields(samples: List[dict], *fields: str) -> List[np.ndarray]:
     """Concatenate ``group.key`` fields (e.g. ``pred_instances.keypoints``)
     of dumped data samples over all samples."""
@@ -86,20 +115,29 @@ def stack_fields(samples: List[dict], *fields: str) -> List[np.ndarray]:
     return out
 
 
+def refine_samples(model, samples: List[dict], thr: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Refine the initial predictions of dumped data samples at ``thr``.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: refined keypoints (N, K, 2) and the
+        bool mask (N, K) of the replaced joints, N instances of all samples.
+    """
+    init, scores, bboxes = stack_fields(
+        samples, 'pred_instances.keypoints_init', 'pred_instances.keypoint_scores_init',
+        'pred_instances.bboxes')
+    model.eval()
+    refined, replaced = model.refine(torch.from_numpy(init).float(),
+                                     torch.from_numpy(scores).float(),
+                                     torch.from_numpy(bboxes).float(), score_thr=thr)
+    return refined.numpy(), replaced.numpy()
+
+
 def choose_threshold(model, samples: List[dict],
                      candidates: Sequence[float]) -> Dict[float, float]:
     """EPE of held-out samples refined at each candidate threshold."""
-    init, scores, bboxes, gt, vis = stack_fields(
-        samples, 'pred_instances.keypoints_init', 'pred_instances.keypoint_scores_init',
-        'pred_instances.bboxes', 'gt_instances.keypoints', 'gt_instances.keypoints_visible')
-    model.eval()
-    epe = {}
-    for thr in candidates:
-        refined, _ = model.refine(torch.from_numpy(init).float(),
-                                  torch.from_numpy(scores).float(),
-                                  torch.from_numpy(bboxes).float(), score_thr=thr)
-        epe[thr] = pose_errors(refined.numpy(), gt, vis > 0)['EPE']
-    return epe
+    gt, vis = stack_fields(samples, 'gt_instances.keypoints', 'gt_instances.keypoints_visible')
+    return {thr: pose_errors(refine_samples(model, samples, thr)[0], gt, vis > 0)['EPE']
+            for thr in candidates}
 
 
 def pick_threshold(epe: Dict[float, float], tolerance: float = 0.01) -> float:
@@ -132,38 +170,47 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
                              thr_candidates: Optional[Sequence[float]] = None,
                              selection_schedule: float = 0.5, tolerance: float = 0.01,
                              workers: int = 1,
+                             sweep_thresholds: Optional[Sequence[float]] = None,
+                             train_seed: Optional[int] = None,
                              logger: Optional[MMLogger] = None) -> CrossValidationResult:
     """Run the grouped K-fold cross-validation of ``cfg``.
 
     For each fold f: if ``thr_candidates`` is given, a model trained on the
-    other training folds but one scores that one at each threshold (never
-    fold f); the threshold is the lowest candidate whose EPE is within
-    ``tolerance`` (relative) of the best: of nearly equal choices, the one
-    that changes fewest of the detector's joints. This selection model
-    trains for ``selection_schedule`` times the config's schedule (it only
-    ranks thresholds). The model trained on all training folds then refines
-    fold f with that threshold.
+    training folds other than fold f + 1 (mod K) scores fold f + 1 at each
+    threshold (never fold f; every fold validates once); the threshold is
+    the lowest candidate whose EPE is within ``tolerance`` (relative) of the
+    best: of nearly equal choices, the one that changes fewest of the
+    detector's joints. This selection model trains for
+    ``selection_schedule`` times the config's schedule (it only ranks
+    thresholds). The model trained on all training folds then refines fold
+    f with that threshold.
 
     The trainings are independent, so ``workers`` of them run at once in
     separate processes with ``cpu_count // workers`` torch threads each (the
     models are small: two single-thread processes beat one two-thread
     process). Every training is seeded on its own; only float rounding may
     differ with the thread count.
+
+    ``sweep_thresholds`` additionally refines each held-out fold at every
+    one of those thresholds with that fold's final model (``result.sweep``):
+    design comparisons at fixed thresholds, without threshold selection.
+    ``train_seed`` seeds the trainings apart from the fold split (``seed``):
+    the same folds, another draw of initialisation and augmentation.
     """
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     jobs = []
-    for fold in range(num_folds):
-        train_folds = [f for f in range(num_folds) if f != fold]
-        final = fold_config(cfg, osp.join(work_dir, f'fold{fold}'), train_folds, [fold], seed,
-                            num_folds)
-        jobs.append(dict(kind='final', fold=fold, cfg=final, threads=threads))
-    for fold in range(num_folds if thr_candidates else 0):
-        train_folds = [f for f in range(num_folds) if f != fold]
-        select = fold_config(cfg, osp.join(work_dir, f'fold{fold}', 'threshold_selection'),
-                             train_folds[1:], [train_folds[0]], seed, num_folds)
-        shorten_schedule(select, selection_schedule)
-        jobs.append(dict(kind='select', fold=fold, cfg=select, threads=threads,
-                         thr_candidates=list(thr_candidates)))
+    for split in fold_splits(num_folds, bool(thr_candidates)):
+        fold = split['fold']
+        work = osp.join(work_dir, f'fold{fold}')
+        if split['kind'] == 'select':
+            work = osp.join(work, 'threshold_selection')
+        job_cfg = fold_config(cfg, work, split['train'], split['test'], seed, num_folds,
+                              train_seed)
+        job = dict(kind=split['kind'], fold=fold, cfg=job_cfg, threads=threads)
+        if split['kind'] == 'select':
+            shorten_schedule(job_cfg, selection_schedule)
+            job['thr_candidates'] = list(thr_candidates)
+        jobs.append(job)
     if workers > 1:  # longest jobs (final) first
         ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
         with ctx.Pool(workers) as pool:
@@ -188,7 +235,14 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
         test_cfg.load_from = osp.join(test_cfg.work_dir, f'iter_{test_cfg.train_cfg.max_iters}.pth')
         runner = Runner.from_cfg(test_cfg)
         runner.test()
-        result.samples.extend(safe_load_pickle(osp.join(test_cfg.work_dir, 'predictions.pkl')))
+        samples = safe_load_pickle(osp.join(test_cfg.work_dir, 'predictions.pkl'))
+        result.samples.extend(samples)
+        for sweep_thr in sweep_thresholds or ():
+            refined, replaced = refine_samples(runner.model, samples, sweep_thr)
+            if sweep_thr in result.sweep:
+                refined = np.concatenate([result.sweep[sweep_thr][0], refined])
+                replaced = np.concatenate([result.sweep[sweep_thr][1], replaced])
+            result.sweep[sweep_thr] = (refined, replaced)
         result.thresholds.append(thr)
         result.params = sum(p.numel() for p in runner.model.parameters())
         result.metainfo = runner.test_dataloader.dataset.metainfo

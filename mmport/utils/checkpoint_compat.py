@@ -4,11 +4,13 @@ mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, which torch
 2.6 made default to True: the restricted unpickler then refuses what every
 runner checkpoint holds besides weights (numpy arrays in the metadata, the
 message hub's ``HistoryBuffer``, which pickles its statistics methods as
-``getattr(HistoryBuffer, 'min')``). Loading with ``weights_only=False`` would
-execute arbitrary pickles, so mmport replaces mmengine's local-file loader by
-one that unpickles with an allowlist: torch's own weights-only globals,
-numpy arrays and scalars, ``HistoryBuffer``, and ``getattr`` only for
-``HistoryBuffer``'s own statistics methods.
+``getattr(HistoryBuffer, 'min')``; a ``OneCycleLR`` scheduler's state, which
+holds its annealing function as ``getattr(OneCycleParamScheduler,
+'_annealing_cos')``). Loading with ``weights_only=False`` would execute
+arbitrary pickles, so mmport replaces mmengine's local-file loader by one
+that unpickles with an allowlist: torch's own weights-only globals, numpy
+arrays and scalars, those two classes, and ``getattr`` only for the methods
+named above.
 """
 import os.path as osp
 import pickle
@@ -17,6 +19,7 @@ import types
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .safe_pickle import RestrictedUnpickler
@@ -24,8 +27,16 @@ from .safe_pickle import RestrictedUnpickler
 _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
+# classes a checkpoint may name, and the attributes it may take from them
+_GETATTR_ALLOWED = {
+    HistoryBuffer: ('min', 'max', 'current', 'mean'),  # message hub statistics
+    OneCycleParamScheduler: ('_annealing_cos', '_annealing_linear'),  # scheduler state
+}
+_CLASSES = {(cls.__module__, cls.__qualname__): cls for cls in _GETATTR_ALLOWED}
+
+
 def _restricted_getattr(obj, name: str):
-    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+    if name in _GETATTR_ALLOWED.get(obj, ()):
         return getattr(obj, name)
     raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
 
@@ -42,14 +53,15 @@ def _torch_allowed_globals() -> dict:
 
 class CheckpointUnpickler(RestrictedUnpickler):
     """Allows torch tensors/storages (torch's weights-only list), numpy data,
-    builtin containers and mmengine's ``HistoryBuffer``; nothing else."""
+    builtin containers, mmengine's ``HistoryBuffer`` and the annealing
+    functions of ``OneCycleParamScheduler``; nothing else."""
 
     def find_class(self, module: str, name: str):
         module = _PY2_MODULES.get(module, module)
         if (module, name) == ('builtins', 'getattr'):
             return _restricted_getattr
-        if (module, name) == ('mmengine.logging.history_buffer', 'HistoryBuffer'):
-            return HistoryBuffer
+        if (module, name) in _CLASSES:
+            return _CLASSES[module, name]
         obj = _torch_allowed_globals().get(f'{module}.{name}')
         if obj is not None:
             return obj
