@@ -58,6 +58,9 @@ def test_fold_splits_every_fold_validates_once():
         assert len(s['train']) == 3 and not set(s['train']) & set(s['test'])
     assert sorted(s['test'][0] for s in select) == list(range(5))
     assert all(s['kind'] == 'final' for s in fold_splits(5, select_thresholds=False))
+    with pytest.raises(ValueError, match='num_folds=2 is too few'):
+        fold_splits(2, select_thresholds=True)  # no fold left to train the selection on
+    assert len(fold_splits(2, select_thresholds=False)) == 2
 
 
 def test_threshold_sweep_through_runners(tmp_path):

@@ -14,20 +14,19 @@ whole subset and saves it as ``<work-dir>/port_coco17_refiner.pth`` for
 import argparse
 import copy
 import json
-import os
 import os.path as osp
 import shutil
 import sys
 
 import numpy as np
-from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.apis import prepare_runner_cfg  # noqa: E402
-from mmport.apis.cross_validation_runner import (grouped_cross_validation,  # noqa: E402
+from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
+                                                 grouped_cross_validation,
                                                  stack_fields)
 from mmport.evaluation import coco_keypoint_ap, pose_errors  # noqa: E402
 
@@ -72,12 +71,8 @@ def errors(pred, gt, visible, occluded, bboxes):
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    os.makedirs(args.work_dir, exist_ok=True)
-    logger = MMLogger.get_instance('mmport_benchmark_coco', log_file=osp.join(
-        args.work_dir, 'coco_benchmark.log'))
+    cfg, logger = experiment_setup(args.config, args.cfg_options, args.work_dir,
+                                   'coco_benchmark')
     cv = grouped_cross_validation(cfg, osp.join(args.work_dir, 'coco'), args.num_folds,
                                   args.seed, None, workers=args.workers, logger=logger)
     init, refined, scores, gt, vis, occ, boxes, replaced = stack_fields(

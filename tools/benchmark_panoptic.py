@@ -14,17 +14,16 @@ detector's. Prints one table; writes ``<work-dir>/panoptic.json`` and
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
 import numpy as np
-from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis.cross_validation_runner import (grouped_cross_validation,  # noqa: E402
+from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
+                                                 grouped_cross_validation,
                                                  stack_fields)
 from mmport.evaluation.metrics import RefinementMetric  # noqa: E402
 from mmport.visualization import plot_refinements  # noqa: E402
@@ -69,12 +68,8 @@ def format_table(result: dict) -> str:
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    os.makedirs(args.work_dir, exist_ok=True)
-    logger = MMLogger.get_instance('mmport_benchmark', log_file=osp.join(
-        args.work_dir, 'panoptic_benchmark.log'))
+    cfg, logger = experiment_setup(args.config, args.cfg_options, args.work_dir,
+                                   'panoptic_benchmark')
     cv = grouped_cross_validation(cfg, osp.join(args.work_dir, 'panoptic'), args.num_folds,
                                   args.seed, args.thr_candidates, workers=args.workers,
                                   logger=logger)

@@ -45,6 +45,19 @@ class CrossValidationResult:
     sweep: Dict[float, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
+def experiment_setup(config: str, cfg_options: Optional[dict], work_dir: str,
+                     log_name: str) -> Tuple[Config, MMLogger]:
+    """What a cross-validation tool does first: read ``config``, merge the
+    ``--cfg-options`` overrides, create ``work_dir`` and open an mmengine
+    logger that also writes ``<work_dir>/<log_name>.log``."""
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    os.makedirs(work_dir, exist_ok=True)
+    logger = MMLogger.get_instance(log_name, log_file=osp.join(work_dir, f'{log_name}.log'))
+    return cfg, logger
+
+
 def fold_config(cfg: Config, work_dir: str, train_folds: Sequence[int],
                 test_folds: Sequence[int], seed: int, num_folds: int,
                 train_seed: Optional[int] = None) -> Config:
@@ -95,6 +108,9 @@ def fold_splits(num_folds: int, select_thresholds: bool) -> List[dict]:
     Returns:
         list[dict]: ``kind``, ``fold``, ``train`` (folds), ``test`` (folds).
     """
+    if num_folds < (3 if select_thresholds else 2):
+        raise ValueError(f'num_folds={num_folds} is too few: cross-validation needs at '
+                         'least 2 folds, choosing thresholds on training folds at least 3')
     splits = [dict(kind='final', fold=f, train=[g for g in range(num_folds) if g != f],
                    test=[f]) for f in range(num_folds)]
     for f in range(num_folds if select_thresholds else 0):

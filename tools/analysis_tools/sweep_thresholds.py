@@ -11,16 +11,15 @@ the change of the EPE and of the replaced joints' EPE against the detector.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis.cross_validation_runner import (grouped_cross_validation,  # noqa: E402
+from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
+                                                 grouped_cross_validation,
                                                  stack_fields)
 from mmport.evaluation import pose_errors  # noqa: E402
 
@@ -63,11 +62,8 @@ def sweep_table(samples: list, sweep: dict) -> dict:
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    os.makedirs(args.work_dir, exist_ok=True)
-    logger = MMLogger.get_instance('mmport_sweep', log_file=osp.join(args.work_dir, 'sweep.log'))
+    cfg, logger = experiment_setup(args.config, args.cfg_options, args.work_dir,
+                                   'sweep')
     cv = grouped_cross_validation(cfg, args.work_dir, args.num_folds, args.seed,
                                   thr_candidates=None, workers=args.workers,
                                   sweep_thresholds=args.thresholds, train_seed=args.train_seed,
