@@ -40,6 +40,8 @@ def parse_args():
     parser.add_argument('--thr-candidates', type=float, nargs='+', default=[0.3, 0.4, 0.5],
                         help='confidence thresholds tried on the training folds')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--train-seed', type=int,
+                        help='seed of the trainings (default: --seed); same folds, another draw')
     parser.add_argument('--workers', type=int, default=2,
                         help='folds trained at once (processes); results do not depend on it')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -72,7 +74,7 @@ def main():
                                    'panoptic_benchmark')
     cv = grouped_cross_validation(cfg, osp.join(args.work_dir, 'panoptic'), args.num_folds,
                                   args.seed, args.thr_candidates, workers=args.workers,
-                                  logger=logger)
+                                  train_seed=args.train_seed, logger=logger)
     metric = RefinementMetric(pck_thr=0.7, norm_items=['head'])
     metric.dataset_meta = cv.metainfo
     metric.process({}, cv.samples)
@@ -89,6 +91,7 @@ def main():
         'threshold_selection_epe': [{str(t): e for t, e in d.items()} for d in cv.threshold_epe],
         'num_folds': args.num_folds,
         'seed': args.seed,
+        'train_seed': args.seed if args.train_seed is None else args.train_seed,
         'config': args.config,
     }
     out_json = osp.join(args.work_dir, 'panoptic.json')
