@@ -1,5 +1,5 @@
 """Cross-validate a keypoints-only refiner config and score it at fixed
-confidence thresholds: the tool behind the README's design tables.
+confidence thresholds: the tool behind the README's third design table.
 
 Same grouped folds and Runner training as ``tools/benchmark_panoptic.py``,
 but without threshold selection (one training per fold): each held-out fold
@@ -7,7 +7,7 @@ is refined at every threshold given, and the pooled result is printed as
 the change of the EPE and of the replaced joints' EPE against the detector.
 
     python tools/analysis_tools/sweep_thresholds.py CONFIG [--thresholds 0.3 0.4 0.5]
-        [--work-dir DIR] [--cfg-options KEY=VALUE ...]
+        [--train-seed N] [--work-dir DIR] [--cfg-options KEY=VALUE ...]
 """
 import argparse
 import json
