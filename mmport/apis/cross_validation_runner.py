@@ -131,29 +131,31 @@ def stack_fields(samples: List[dict], *fields: str) -> List[np.ndarray]:
     return out
 
 
-def refine_samples(model, samples: List[dict], thr: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Refine the initial predictions of dumped data samples at ``thr``.
+def refine_samples(model, samples: List[dict],
+                   thresholds: Sequence[float]) -> Dict[float, Tuple[np.ndarray, np.ndarray]]:
+    """Refine the initial predictions of dumped data samples at each threshold.
 
     Returns:
-        tuple[np.ndarray, np.ndarray]: refined keypoints (N, K, 2) and the
-        bool mask (N, K) of the replaced joints, N instances of all samples.
+        dict: threshold -> refined keypoints (N, K, 2) and the bool mask
+        (N, K) of the replaced joints, N instances of all samples.
     """
-    init, scores, bboxes = stack_fields(
+    init, scores, bboxes = (torch.from_numpy(a).float() for a in stack_fields(
         samples, 'pred_instances.keypoints_init', 'pred_instances.keypoint_scores_init',
-        'pred_instances.bboxes')
+        'pred_instances.bboxes'))
     model.eval()
-    refined, replaced = model.refine(torch.from_numpy(init).float(),
-                                     torch.from_numpy(scores).float(),
-                                     torch.from_numpy(bboxes).float(), score_thr=thr)
-    return refined.numpy(), replaced.numpy()
+    out = {}
+    for thr in thresholds:
+        refined, replaced = model.refine(init, scores, bboxes, score_thr=thr)
+        out[thr] = (refined.numpy(), replaced.numpy())
+    return out
 
 
 def choose_threshold(model, samples: List[dict],
                      candidates: Sequence[float]) -> Dict[float, float]:
     """EPE of held-out samples refined at each candidate threshold."""
     gt, vis = stack_fields(samples, 'gt_instances.keypoints', 'gt_instances.keypoints_visible')
-    return {thr: pose_errors(refine_samples(model, samples, thr)[0], gt, vis > 0)['EPE']
-            for thr in candidates}
+    return {thr: pose_errors(refined, gt, vis > 0)['EPE']
+            for thr, (refined, _) in refine_samples(model, samples, candidates).items()}
 
 
 def pick_threshold(epe: Dict[float, float], tolerance: float = 0.01) -> float:
@@ -235,6 +237,7 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
         outs = [_train_job(job) for job in jobs]
 
     result = CrossValidationResult()
+    fold_sweeps = []  # per fold: threshold -> (refined, replaced)
     result.train_seconds = sum(o['train_seconds'] for o in outs)
     epe = {o['fold']: o['epe'] for o in outs if o['kind'] == 'select'}
     for fold in range(num_folds):
@@ -253,13 +256,12 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
         runner.test()
         samples = safe_load_pickle(osp.join(test_cfg.work_dir, 'predictions.pkl'))
         result.samples.extend(samples)
-        for sweep_thr in sweep_thresholds or ():
-            refined, replaced = refine_samples(runner.model, samples, sweep_thr)
-            if sweep_thr in result.sweep:
-                refined = np.concatenate([result.sweep[sweep_thr][0], refined])
-                replaced = np.concatenate([result.sweep[sweep_thr][1], replaced])
-            result.sweep[sweep_thr] = (refined, replaced)
+        if sweep_thresholds:
+            fold_sweeps.append(refine_samples(runner.model, samples, sweep_thresholds))
         result.thresholds.append(thr)
         result.params = sum(p.numel() for p in runner.model.parameters())
         result.metainfo = runner.test_dataloader.dataset.metainfo
+    for thr in sweep_thresholds or ():  # pooled in the order of result.samples
+        result.sweep[thr] = (np.concatenate([sweep[thr][0] for sweep in fold_sweeps]),
+                             np.concatenate([sweep[thr][1] for sweep in fold_sweeps]))
     return result

@@ -52,7 +52,6 @@ def _init_cpu_process_group(backend: str) -> None:
         _CREATED_GROUP = True
 
 
-
 def finish_cpu_distributed_run() -> None:
     """End a successful run in a process group that mmport created.
 
