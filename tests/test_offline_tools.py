@@ -114,6 +114,7 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
     from mmport.deployment import export_onnx
     refiner = load_refiner(hand_ckpt)
     onnx_file = export_onnx(refiner, str(tmp_path / 'port.onnx'))
+    assert not refiner.training  # export used to leave it in train mode
     res = load_pose_results(PANOPTIC_PRED)
     with open(PANOPTIC_ANN) as f:
         boxes = np.array([a['bbox'] for a in json.load(f)['annotations']], np.float32)
@@ -131,5 +132,13 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
         err = np.abs(onnx_out - ref.numpy()).max()
         assert err < 1e-3, err  # pixels
     assert rep.any()
+    # flip test (instance and mirror image in one network call) exports too
+    refiner.test_cfg['flip_test'] = True
+    session = ort.InferenceSession(export_onnx(refiner, str(tmp_path / 'flip.onnx')),
+                                   providers=['CPUExecutionProvider'])
+    onnx_out, _ = session.run(None, dict(keypoints=kpts, scores=scores, bboxes=boxes))
+    flipped, _ = refiner.refine(*(torch.from_numpy(a) for a in (kpts, scores, boxes)))
+    assert np.abs(onnx_out - flipped.numpy()).max() < 1e-3
+    assert np.abs(flipped.numpy() - ref.numpy()).max() > 0.1  # it did change the output
     rc, log = _run_tool('tools/export_onnx.py', hand_ckpt, '--out', str(tmp_path / 'b.onnx'))
     assert rc == 0 and 'max abs error' in log, log

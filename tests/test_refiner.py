@@ -114,3 +114,62 @@ def test_chunked_refine_equals_one_batch(refiner, real):
         MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
                           network=dict(type='PoseRelationTransformer'),
                           test_cfg=dict(chunk_size=0)))
+
+
+def test_flip_test_makes_the_refinement_mirror_equivariant(real):
+    """Averaging over the instance and its mirror image makes the rule
+    exactly mirror-equivariant: refining a mirrored body (left and right
+    joints swapped by COCO's flip_indices) gives the mirrored refinement.
+    Without flip test an untrained network is not."""
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    kw = dict(type='PORTRefiner', metainfo=dict(from_file='configs/_base_/datasets/coco.py'),
+              network=dict(type='PoseRelationTransformer', mask_mode='hint', embed_dim=32))
+    model = MODELS.build(dict(kw, test_cfg=dict(score_thr=0.3, flip_test=True))).eval()
+    torch.nn.init.normal_(model.network.head.weight, std=0.1)
+    idx = model.flip_indices
+    assert idx[5:7] == [6, 5]  # shoulders swap
+    rng = np.random.default_rng(0)
+    kpts = torch.from_numpy(rng.uniform(100, 300, (32, 17, 2))).float()
+    scores = torch.from_numpy(rng.uniform(0, 1, (32, 17))).float()
+    boxes = torch.tensor([[90., 80., 320., 310.]]).repeat(32, 1)
+    centre_x = 205.0
+
+    def mirror(p):
+        return torch.stack([2 * centre_x - p[..., 0], p[..., 1]], -1)[:, idx]
+
+    out, replaced = model.refine(kpts, scores, boxes)
+    out_m, replaced_m = model.refine(mirror(kpts), scores[:, idx], boxes)
+    assert replaced.any() and torch.equal(replaced_m, replaced[:, idx])
+    torch.testing.assert_close(out_m, mirror(out), atol=1e-3, rtol=0)
+    # the plain rule is not equivariant, so the check above can fail
+    model.test_cfg['flip_test'] = False
+    plain, _ = model.refine(kpts, scores, boxes)
+    plain_m, _ = model.refine(mirror(kpts), scores[:, idx], boxes)
+    assert (plain_m - mirror(plain)).abs().max() > 0.1
+    bare = dict(kw, metainfo=None, network=dict(
+        type='PoseRelationTransformer', num_keypoints=17, skeleton_links=[(0, 1)]))
+    with pytest.raises(ValueError, match='flip_indices'):
+        MODELS.build(dict(bare, test_cfg=dict(flip_test=True)))
+    late = MODELS.build(bare).eval()  # switched on after building, as a config override does
+    late.test_cfg['flip_test'] = True
+    with pytest.raises(ValueError, match='flip_indices'):
+        late.refine(kpts, scores, boxes)
+
+
+def test_instances_without_doubtful_joints_skip_the_network(refiner, real):
+    kpts, scores, boxes = real
+    seen = []
+    handle = refiner.network.register_forward_hook(lambda m, args, out: seen.append(len(out)))
+    try:
+        out, replaced = refiner.refine(kpts, scores, boxes)
+    finally:
+        handle.remove()
+    doubtful = (scores < 0.3).any(1)
+    assert 0 < doubtful.sum() < len(kpts)  # both kinds in these 64 real hands
+    assert sum(seen) == int(doubtful.sum())
+    torch.testing.assert_close(out[~doubtful], kpts[~doubtful])
+    assert not replaced[~doubtful].any()
+    whole, mask = refiner.refine_batch(kpts, scores, boxes, 0.3)  # every instance
+    assert torch.equal(mask, replaced)
+    torch.testing.assert_close(out, whole, atol=1e-4, rtol=0)

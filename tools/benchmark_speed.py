@@ -73,13 +73,18 @@ class _TensorMode(torch.nn.Module):
         return self.model(inputs, None, mode='tensor')
 
 
-def throughput(fn, n_poses: int, min_seconds: float = 2.0) -> float:
-    fn()  # warm-up
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < min_seconds:
-        fn()
-        runs += 1
-    return runs * n_poses / (time.perf_counter() - start)
+def throughput(fn, n_poses: int, min_seconds: float = 1.0, rounds: int = 5) -> float:
+    """Poses per second of ``fn`` (which handles ``n_poses``): the median of
+    ``rounds`` rounds of at least ``min_seconds`` each, after a warm-up
+    round (a shared VM's speed varies by up to 2x within seconds)."""
+    speeds = []
+    for _ in range(rounds + 1):
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < min_seconds:
+            fn()
+            runs += 1
+        speeds.append(runs * n_poses / (time.perf_counter() - start))
+    return statistics.median(speeds[1:])
 
 
 def real_inputs(batch: int):

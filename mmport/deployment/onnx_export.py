@@ -10,7 +10,10 @@ class RefinerForExport(nn.Module):
 
     def __init__(self, refiner, score_thr: float = None):
         super().__init__()
-        self.refiner = refiner.eval()
+        self.refiner = refiner
+        # eval() on the wrapper too: torch.onnx.export restores the wrapper's
+        # mode afterwards, recursively, which left the refiner in train mode
+        self.eval()
         self.score_thr = float(refiner.test_cfg['score_thr'] if score_thr is None else score_thr)
 
     def forward(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor):

@@ -66,7 +66,10 @@ class PORTRefiner(BaseModel):
         test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
             (``'replace'`` or ``'linear'``), ``min_confident`` (default 3),
             ``chunk_size`` (poses per network call in :meth:`refine`;
-            default 128).
+            default 128), ``flip_test`` (default False; like MMPose's
+            top-down flip test: also reconstruct the mirrored instance, joints
+            swapped by the metainfo's ``flip_indices``, and average the two,
+            at twice the network cost).
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -90,12 +93,16 @@ class PORTRefiner(BaseModel):
             raise ValueError(f'train_cfg.loss_type must be one of {LOSS_TYPES}, got '
                              f"{self.train_cfg['loss_type']!r}")
         self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
-                         'chunk_size': 128, **(test_cfg or {})}
+                         'chunk_size': 128, 'flip_test': False, **(test_cfg or {})}
         if self.test_cfg['blend'] not in BLEND_MODES:
             raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
         chunk = self.test_cfg['chunk_size']
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
             raise ValueError(f'test_cfg.chunk_size must be a positive int, got {chunk!r}')
+        flip_indices = self.metainfo.get('flip_indices')
+        self.flip_indices = list(flip_indices) if flip_indices is not None else None
+        if self.test_cfg['flip_test']:
+            self._check_flip_indices()
 
     # ------------------------------------------------------------------ core
     def reconstruct(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
@@ -113,8 +120,30 @@ class PORTRefiner(BaseModel):
             Tensor: (B, K, 2) reconstructed pixel coordinates.
         """
         frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis, check=check)
-        out = self.network(to_frame(keypoints, frame), mask, scores)
+        coords = to_frame(keypoints, frame)
+        if self.test_cfg['flip_test']:
+            out = self._flip_averaged(coords, mask, scores)
+        else:
+            out = self.network(coords, mask, scores)
         return from_frame(out, frame)
+
+    def _check_flip_indices(self):
+        if self.flip_indices is None or len(self.flip_indices) != self.num_keypoints:
+            raise ValueError('test_cfg.flip_test needs the metainfo\'s flip_indices for '
+                             f'{self.num_keypoints} keypoints, got {self.flip_indices!r}')
+
+    def _flip_averaged(self, coords: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
+        """Mean of the reconstructions (B, K, 2) of the instances and of
+        their mirror images (x -> -x about the frame centre, joints swapped
+        by ``flip_indices``, an involution), in one network call."""
+        self._check_flip_indices()  # test_cfg may have been changed after __init__
+        idx = torch.tensor(self.flip_indices, device=coords.device)
+        mirror = torch.tensor([-1.0, 1.0], dtype=coords.dtype, device=coords.device)
+        both = self.network(torch.cat([coords, coords[:, idx] * mirror]),
+                            torch.cat([mask, mask[:, idx]]), torch.cat([scores, scores[:, idx]]))
+        # halves by reshape, not by len(): the batch axis stays dynamic in ONNX
+        own, mirrored = both.reshape(2, -1, *both.shape[1:]).unbind(0)
+        return (own + (mirrored * mirror)[:, idx]) / 2
 
     def refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
                      score_thr: float) -> Tuple[Tensor, Tensor]:
@@ -165,15 +194,20 @@ class PORTRefiner(BaseModel):
                              f'({len(keypoints)}, 4), got {tuple(scores.shape)} and '
                              f'{tuple(bboxes.shape)}')
         thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
-        if len(keypoints) == 0:
-            return keypoints.float().clone(), torch.zeros_like(scores, dtype=torch.bool)
+        keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
+        refined = keypoints.clone()
+        replaced = torch.zeros_like(scores, dtype=torch.bool)
+        # an instance with no joint below the threshold comes back unchanged,
+        # so it skips the network (a fifth of the Panoptic hands at 0.4)
+        todo = torch.nonzero((scores < thr).any(1)).flatten()
         # ~100 poses at a time keep the activations in cache: measured
         # ~1.4x faster on 2 CPU cores than one batch of 4096
         step = self.test_cfg['chunk_size']
-        parts = [self.refine_batch(keypoints[i:i + step].float(), scores[i:i + step].float(),
-                                   bboxes[i:i + step].float(), thr)
-                 for i in range(0, len(keypoints), step)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        for i in range(0, len(todo), step):
+            idx = todo[i:i + step]
+            refined[idx], replaced[idx] = self.refine_batch(keypoints[idx], scores[idx],
+                                                            bboxes[idx], thr)
+        return refined, replaced
 
     @torch.no_grad()
     def explain(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,

@@ -44,7 +44,7 @@ class RefinedTopdownPoseEstimator(BaseModel):
         train_cfg (dict, optional): ``mask_ratio`` (fraction of joints masked
             at random besides those below ``score_thr``; default 0.3).
         test_cfg (dict, optional): Overrides of the refiner's ``test_cfg``
-            (``score_thr``, ``blend``, ``min_confident``).
+            (``score_thr``, ``blend``, ``min_confident``, ``flip_test``).
         data_preprocessor (dict, optional): Defaults to the estimator's.
         init_cfg (dict, optional): mmengine init config.
     """
