@@ -116,7 +116,7 @@ def test_chunked_refine_equals_one_batch(refiner, real):
                           test_cfg=dict(chunk_size=0)))
 
 
-def test_flip_test_makes_the_refinement_mirror_equivariant(real):
+def test_flip_test_makes_the_refinement_mirror_equivariant():
     """Averaging over the instance and its mirror image makes the rule
     exactly mirror-equivariant: refining a mirrored body (left and right
     joints swapped by COCO's flip_indices) gives the mirrored refinement.
