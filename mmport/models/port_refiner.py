@@ -173,7 +173,10 @@ class PORTRefiner(BaseModel):
     @torch.no_grad()
     def refine(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
                score_thr: Optional[float] = None) -> Tuple[Tensor, Tensor]:
-        """Refine a batch of instances (the test-time rule; batched, no loops).
+        """Refine a batch of instances with the test-time rule: the instances
+        that have a joint below the threshold go through :meth:`refine_batch`
+        ``test_cfg.chunk_size`` at a time (no per-instance or per-joint
+        loops); the others come back unchanged without a network pass.
 
         Args:
             keypoints (Tensor): (B, K, 2) pixels.
