@@ -108,18 +108,27 @@ def test_malicious_or_broken_checkpoint_is_refused(tmp_path):
         load_refiner(str(broken))
 
 
+def _panoptic_inputs():
+    """The 846 real MobileNetV2 predictions: keypoints (N, 21, 2), scores
+    (N, 21), annotation boxes (N, 4) xyxy, all float32."""
+    res = load_pose_results(PANOPTIC_PRED)
+    with open(PANOPTIC_ANN) as f:
+        boxes = np.array([a['bbox'] for a in json.load(f)['annotations']], np.float32)
+    boxes[:, 2:] += boxes[:, :2]
+    return res.keypoints.astype(np.float32), res.keypoint_scores.astype(np.float32), boxes
+
+
 def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
+    import onnx
     import onnxruntime as ort
 
     from mmport.deployment import export_onnx
     refiner = load_refiner(hand_ckpt)
     onnx_file = export_onnx(refiner, str(tmp_path / 'port.onnx'))
     assert not refiner.training  # export used to leave it in train mode
-    res = load_pose_results(PANOPTIC_PRED)
-    with open(PANOPTIC_ANN) as f:
-        boxes = np.array([a['bbox'] for a in json.load(f)['annotations']], np.float32)
-    boxes[:, 2:] += boxes[:, :2]
-    kpts, scores = res.keypoints.astype(np.float32), res.keypoint_scores.astype(np.float32)
+    meta = {p.key: p.value for p in onnx.load(onnx_file).metadata_props}
+    assert meta == {'mmport.score_thr': '0.3', 'mmport.num_keypoints': '21'}
+    kpts, scores, boxes = _panoptic_inputs()
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     for batch in (1, 846):  # dynamic batch axis
         onnx_out, onnx_rep = session.run(None, dict(keypoints=kpts[:batch],
@@ -142,3 +151,47 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
     assert np.abs(flipped.numpy() - ref.numpy()).max() > 0.1  # it did change the output
     rc, log = _run_tool('tools/export_onnx.py', hand_ckpt, '--out', str(tmp_path / 'b.onnx'))
     assert rc == 0 and 'max abs error' in log, log
+
+
+def test_openvino_refiner_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
+    import onnx
+
+    from mmport.deployment import OpenVINORefiner, export_onnx
+    refiner = load_refiner(hand_ckpt)
+    onnx_file = export_onnx(refiner, str(tmp_path / 'port.onnx'))
+    kpts, scores, boxes = _panoptic_inputs()
+    # 100 per request: several full chunks and a shorter last one
+    ov_refiner = OpenVINORefiner(onnx_file, chunk_size=100, num_requests=3)
+    assert (ov_refiner.score_thr, ov_refiner.num_keypoints) == (0.3, 21)
+    for batch in (0, 1, 846):
+        ref, rep = refiner.refine(*(torch.from_numpy(a[:batch]) for a in (kpts, scores, boxes)))
+        out, ov_rep = ov_refiner.refine(kpts[:batch], scores[:batch], boxes[:batch])
+        assert out.shape == (batch, 21, 2) and out.dtype == np.float32
+        np.testing.assert_array_equal(ov_rep, rep.numpy())
+        assert batch == 0 or np.abs(out - ref.numpy()).max() < 1e-3  # pixels
+    todo = (scores < 0.3).any(1)
+    assert 100 < todo.sum() < 846 and rep.any()
+    np.testing.assert_array_equal(out[~todo], kpts[~todo])  # skipped: unchanged
+    # bf16: same joints replaced, positions within a pixel
+    out16, rep16 = OpenVINORefiner(onnx_file, precision='bf16').refine(kpts, scores, boxes)
+    np.testing.assert_array_equal(rep16, rep.numpy())
+    assert np.abs(out16 - ref.numpy()).max() < 1.0
+    # bad inputs: one clear error each
+    with pytest.raises(ValueError, match='built for 21 keypoints'):
+        ov_refiner.refine(np.zeros((2, 17, 2)), np.zeros((2, 17)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match='scores must be'):
+        ov_refiner.refine(kpts[:2], scores[:3], boxes[:2])
+    with pytest.raises(ValueError, match='precision'):
+        OpenVINORefiner(onnx_file, precision='fp16')
+    with pytest.raises(ValueError, match='chunk_size'):
+        OpenVINORefiner(onnx_file, chunk_size=0)
+    model = onnx.load(onnx_file)
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / 'no_meta.onnx'))
+    with pytest.raises(InputFileError, match='no_meta.onnx: has no mmport.score_thr'):
+        OpenVINORefiner(str(tmp_path / 'no_meta.onnx'))
+    (tmp_path / 'broken.onnx').write_bytes(b'not a model')
+    with pytest.raises(InputFileError, match='broken.onnx: is not a model OpenVINO can read'):
+        OpenVINORefiner(str(tmp_path / 'broken.onnx'))
+    with pytest.raises(InputFileError, match='does not exist'):
+        OpenVINORefiner(str(tmp_path / 'missing.onnx'))

@@ -1,7 +1,8 @@
 """Speed of the PORT refiner on this machine (a script, not a test).
 
 Prints and writes ``<work-dir>/speed.json``: refiner throughput (poses/s) at
-batch 1 and batched, in PyTorch and in ONNX Runtime; parameters and FLOPs of
+batch 1 and batched, in PyTorch, ONNX Runtime and OpenVINO (f32, and bf16
+with its difference to PyTorch); parameters and FLOPs of
 the refiner next to MMPose's MobileNetV2 and HRNet-W32 top-down models; and
 the wall time of ``tools/test.py`` on MMPose's COCO test images with and
 without refinement (runs alternated, medians compared).
@@ -30,7 +31,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmport  # noqa: E402,F401
 from mmport.apis import load_refiner  # noqa: E402
 from mmport.datasets import load_pose_results  # noqa: E402
-from mmport.deployment import export_onnx  # noqa: E402
+from mmport.deployment import OpenVINORefiner, export_onnx  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HAND_CFG = 'configs/port/port_panoptic-hand2d_keypoints-only.py'
@@ -106,18 +107,22 @@ def test_py_seconds(config, refiner_ckpt, refine: bool) -> float:
 def main():
     parser = argparse.ArgumentParser(description='PORT refiner speed benchmark')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
-    parser.add_argument('--checkpoint', help='hand refiner checkpoint (default: untrained, '
-                        'same architecture; speed does not depend on the weights)')
+    parser.add_argument('--checkpoint', help='hand refiner checkpoint (default: the Panoptic '
+                        'benchmark\'s fold-0 refiner; the speed does not depend on the '
+                        'weights, the differences between runtimes do)')
     parser.add_argument('--batch', type=int, default=4096)
     parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     init_default_scope('mmpose')
     torch.set_num_threads(os.cpu_count() or 1)
-    if args.checkpoint:
-        refiner = load_refiner(args.checkpoint)
-    else:
-        refiner = MODELS.build(Config.fromfile(HAND_CFG).model).eval()
+    checkpoint = args.checkpoint or osp.join(
+        args.work_dir, 'panoptic', 'fold0',
+        f'iter_{Config.fromfile(HAND_CFG).train_cfg.max_iters}.pth')
+    if not osp.exists(checkpoint):
+        raise SystemExit(f'{checkpoint} is missing: run tools/benchmark_panoptic.py first '
+                         '(or pass --checkpoint)')
+    refiner = load_refiner(checkpoint)
     k = refiner.num_keypoints
     out = {'threads': torch.get_num_threads(), 'batch': args.batch}
 
@@ -138,6 +143,17 @@ def main():
                       bboxes=bb[i:i + ONNX_CHUNK]) for i in range(0, batch, ONNX_CHUNK)]
         out[f'onnx_poses_per_s_{name}'] = throughput(
             lambda: [session.run(None, feed) for feed in feeds], batch)
+    # the same file on OpenVINO, which skips hands with no doubtful joint
+    # like refine() does; bf16 where the CPU has it (changes the output)
+    kp, sc, bb = real_inputs(args.batch)
+    expected, _ = refiner.refine(*(torch.from_numpy(a) for a in (kp, sc, bb)))
+    for precision, prefix in (('f32', 'openvino'), ('bf16', 'openvino_bf16')):
+        ov_refiner = OpenVINORefiner(onnx_file, precision=precision)
+        refined, _ = ov_refiner.refine(kp, sc, bb)
+        out[f'{prefix}_max_abs_diff_px'] = float(np.abs(refined - expected.numpy()).max())
+        for name, batch in (('b1', 1), ('batched', args.batch)):
+            out[f'{prefix}_poses_per_s_{name}'] = throughput(
+                lambda: ov_refiner.refine(kp[:batch], sc[:batch], bb[:batch]), batch)
 
     # parameters and FLOPs next to top-down models
     out['params'] = sum(p.numel() for p in refiner.parameters())
@@ -178,6 +194,10 @@ def main():
           f'{out["poses_per_s_batched"]:,.0f} poses/s at batch {args.batch}')
     print(f'  ONNX Runtime: {out["onnx_poses_per_s_b1"]:,.0f} poses/s at batch 1, '
           f'{out["onnx_poses_per_s_batched"]:,.0f} poses/s at batch {args.batch}')
+    for prefix, name in (('openvino', 'OpenVINO f32'), ('openvino_bf16', 'OpenVINO bf16')):
+        print(f'  {name}: {out[f"{prefix}_poses_per_s_b1"]:,.0f} poses/s at batch 1, '
+              f'{out[f"{prefix}_poses_per_s_batched"]:,.0f} poses/s at batch {args.batch}; '
+              f'max difference to PyTorch {out[f"{prefix}_max_abs_diff_px"]:.2g} px')
     for name in BACKBONES:
         print(f'{name}: {out[f"params {name}"]:,} parameters, '
               f'{out[f"flops {name}"] / 1e9:.2f} GFLOPs')

@@ -48,8 +48,9 @@ log "build tools"
 log "torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION (PyPI's pair; runs on CPU, uses a GPU if present)"
 "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "$SETUPTOOLS"
 
-log "runtime and test requirements"
-"${PIP[@]}" -r "$HERE/requirements/runtime.txt" -r "$HERE/requirements/tests.txt" "$SETUPTOOLS"
+log "runtime, test and deployment requirements"
+"${PIP[@]}" -r "$HERE/requirements/runtime.txt" -r "$HERE/requirements/tests.txt" \
+  -r "$HERE/requirements/deploy.txt" "$SETUPTOOLS"
 "${PIP[@]}" --no-deps "mmengine==$MMENGINE_VERSION"
 
 # One wheelhouse per torch build: pip's own wheel cache does not key on the

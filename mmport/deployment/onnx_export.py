@@ -2,6 +2,12 @@
 import torch
 from torch import Tensor, nn
 
+# metadata_props keys of an exported file: what a runtime needs besides the
+# graph (the threshold is baked into the graph; a runtime that skips
+# instances with no doubtful joint must use the same one)
+META_SCORE_THR = 'mmport.score_thr'
+META_NUM_KEYPOINTS = 'mmport.num_keypoints'
+
 
 class RefinerForExport(nn.Module):
     """``PORTRefiner.refine`` as a graph: (keypoints (B, K, 2) pixels,
@@ -21,7 +27,12 @@ class RefinerForExport(nn.Module):
 
 
 def export_onnx(refiner, out_file: str, score_thr: float = None, opset: int = 17) -> str:
-    """Write ``out_file`` with a dynamic batch axis; returns the path."""
+    """Write ``out_file`` with a dynamic batch axis; returns the path.
+
+    The file's metadata holds the threshold (``mmport.score_thr``) and the
+    number of keypoints (``mmport.num_keypoints``).
+    """
+    import onnx
     module = RefinerForExport(refiner, score_thr)
     k = refiner.num_keypoints
     example = (torch.rand(2, k, 2) * 100, torch.rand(2, k), torch.tensor([[0., 0., 100., 100.]] * 2))
@@ -31,4 +42,8 @@ def export_onnx(refiner, out_file: str, score_thr: float = None, opset: int = 17
         dynamic_axes={name: {0: 'batch'} for name in
                       ('keypoints', 'scores', 'bboxes', 'refined_keypoints', 'replaced')},
         dynamo=False)
+    model = onnx.load(out_file)
+    onnx.helper.set_model_props(model, {META_SCORE_THR: repr(module.score_thr),
+                                        META_NUM_KEYPOINTS: str(k)})
+    onnx.save(model, out_file)
     return out_file
