@@ -81,3 +81,28 @@ def test_bad_inputs_raise_clear_errors():
         PoseRelationTransformer(21, HAND_LINKS, mask_mode='drop')
     with pytest.raises(ValueError, match='divisible'):
         PoseRelationTransformer(21, HAND_LINKS, embed_dim=30, num_heads=4)
+
+
+@pytest.mark.parametrize('num_heads', [1, 4])
+def test_block_matches_textbook_attention(num_heads):
+    """The blocks' fast paths (1 head: q/k/v as slices; skeleton rings as
+    broadcast products) compute the textbook formula: rings stacked by an
+    einsum, heads split by reshape / permute."""
+    from mmport.structures.skeleton import hop_aggregation_matrices
+    torch.manual_seed(0)
+    model = PoseRelationTransformer(21, HAND_LINKS, embed_dim=32, depth=1, num_heads=num_heads,
+                                    proj_hops=2).eval()
+    block = model.blocks[0]
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(5, 21, 32)
+    hops = torch.from_numpy(hop_aggregation_matrices(21, HAND_LINKS, 2))
+    rings = torch.einsum('hij,bjc->bihc', hops, block.norm1(x)).flatten(2)
+    q, k, v = block.qkv.linear(rings).reshape(5, 21, 3, num_heads, 32 // num_heads).permute(
+        2, 0, 3, 1, 4)
+    attn = torch.softmax(q @ k.transpose(-2, -1) / (32 // num_heads) ** 0.5, dim=-1)
+    y = x + block.proj((attn @ v).transpose(1, 2).flatten(2))
+    y = y + block.mlp(block.norm2(y))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), y)
+        torch.testing.assert_close(block.attention_weights(x), attn)
