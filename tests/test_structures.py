@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmport.structures import (frame_from_bboxes, from_frame, hop_aggregation_matrices,
-                               hop_distances, to_frame, valid_bboxes)
+from mmport.structures import (check_instance_batch, frame_from_bboxes, from_frame,
+                               hop_aggregation_matrices, hop_distances, to_frame, valid_bboxes)
 
 CHAIN = [(0, 1), (1, 2), (2, 3)]
 
@@ -65,3 +65,13 @@ def test_invalid_boxes_are_detected_and_refused():
     assert valid_bboxes(boxes).tolist() == [True, False, False, False]
     with pytest.raises(ValueError, match='positive'):
         frame_from_bboxes(boxes)
+
+
+def test_check_instance_batch_names_the_bad_shape():
+    for lib in (np.zeros, torch.zeros):
+        check_instance_batch(21, lib((3, 21, 2)), lib((3, 21)), lib((3, 4)))
+        check_instance_batch(21, lib((0, 21, 2)), lib((0, 21)), lib((0, 4)))
+        with pytest.raises(ValueError, match=r'must be \(B, 21, 2\), got \(3, 17, 2\)'):
+            check_instance_batch(21, lib((3, 17, 2)), lib((3, 17)), lib((3, 4)))
+        with pytest.raises(ValueError, match=r'bboxes \(3, 4\), got \(3, 21\) and \(2, 4\)'):
+            check_instance_batch(21, lib((3, 21, 2)), lib((3, 21)), lib((2, 4)))

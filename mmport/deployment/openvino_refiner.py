@@ -4,6 +4,7 @@ from typing import Tuple
 
 import numpy as np
 
+from mmport.structures import check_instance_batch
 from mmport.utils import InputFileError
 from .onnx_export import META_NUM_KEYPOINTS, META_SCORE_THR
 
@@ -95,13 +96,7 @@ class OpenVINORefiner:
         keypoints = np.ascontiguousarray(keypoints, np.float32)
         scores = np.ascontiguousarray(scores, np.float32)
         bboxes = np.ascontiguousarray(bboxes, np.float32)
-        if keypoints.ndim != 3 or keypoints.shape[1:] != (self.num_keypoints, 2):
-            raise ValueError(f'keypoints must be (B, {self.num_keypoints}, 2), got '
-                             f'{keypoints.shape}: the refiner was built for '
-                             f'{self.num_keypoints} keypoints')
-        if scores.shape != keypoints.shape[:2] or bboxes.shape != (len(keypoints), 4):
-            raise ValueError(f'scores must be {keypoints.shape[:2]} and bboxes '
-                             f'({len(keypoints)}, 4), got {scores.shape} and {bboxes.shape}')
+        check_instance_batch(self.num_keypoints, keypoints, scores, bboxes)
         refined, replaced = keypoints.copy(), np.zeros(scores.shape, bool)
         todo = np.flatnonzero((scores < self.score_thr).any(1))
         full = len(todo) - len(todo) % self.chunk_size

@@ -9,6 +9,7 @@ from mmpose.datasets.datasets.utils import parse_pose_metainfo
 from mmpose.registry import MODELS
 from torch import Tensor
 
+from mmport.structures.instance_batch import check_instance_batch
 from mmport.structures.normalization import frame_from_bboxes, from_frame, to_frame, valid_bboxes
 
 BLEND_MODES = ('replace', 'linear')
@@ -188,14 +189,7 @@ class PORTRefiner(BaseModel):
             tuple[Tensor, Tensor]: refined keypoints (B, K, 2) and the bool
             mask (B, K) of the joints that were changed.
         """
-        if keypoints.ndim != 3 or keypoints.shape[1:] != (self.num_keypoints, 2):
-            raise ValueError(f'keypoints must be (B, {self.num_keypoints}, 2), got '
-                             f'{tuple(keypoints.shape)}: the refiner was built for '
-                             f'{self.num_keypoints} keypoints')
-        if scores.shape != keypoints.shape[:2] or bboxes.shape != (len(keypoints), 4):
-            raise ValueError(f'scores must be {tuple(keypoints.shape[:2])} and bboxes '
-                             f'({len(keypoints)}, 4), got {tuple(scores.shape)} and '
-                             f'{tuple(bboxes.shape)}')
+        check_instance_batch(self.num_keypoints, keypoints, scores, bboxes)
         thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
         keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
         refined = keypoints.clone()
