@@ -66,6 +66,27 @@ def test_mask_adds_low_confidence_joints():
     assert mask[0, 3] and mask[0, 10]
 
 
+def test_mask_erase_hides_masked_confident_joints_only():
+    s = _sample(HAND)
+    s['input_keypoint_scores'][0, :] = 0.9
+    s['input_keypoint_scores'][0, [3, 10]] = 0.1
+    doubtful = np.isin(np.arange(21), [3, 10])
+    inputs, scores = s['input_keypoints'].copy(), s['input_keypoint_scores'].copy()
+    # the same seed draws the same strategy mask with or without erasing
+    strategy = MaskJoints(ratio=0.3, strategies=['random'], seed=0)(dict(s))['joint_mask'][0]
+    out = MaskJoints(ratio=0.3, strategies=['random'], score_thr=0.3, erase=True, seed=0)(s)
+    erased = strategy & ~doubtful
+    assert erased.any()
+    np.testing.assert_array_equal(out['joint_mask'][0], strategy | doubtful)
+    np.testing.assert_array_equal(out['input_keypoint_scores'][0],
+                                  np.where(erased, 0.0, scores[0]))
+    np.testing.assert_array_equal(out['input_keypoints'][0, ~erased], inputs[0, ~erased])
+    centroid = inputs[0, ~strategy].mean(0)
+    np.testing.assert_allclose(out['input_keypoints'][0, erased],
+                               np.broadcast_to(centroid, (erased.sum(), 2)), rtol=1e-6)
+    np.testing.assert_array_equal(out['keypoints'], inputs - 1)  # ground truth untouched
+
+
 def test_mask_rejects_bad_config():
     with pytest.raises(ValueError, match='ratio'):
         MaskJoints(ratio=1.5)

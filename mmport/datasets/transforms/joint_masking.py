@@ -77,13 +77,36 @@ def region_joint_mask(keypoints: np.ndarray, ratio: float,
     return mask
 
 
+def erase_joints(keypoints: np.ndarray, scores: np.ndarray, erased: np.ndarray,
+                 context: np.ndarray) -> Dict[str, np.ndarray]:
+    """Remove what the input says about some joints.
+
+    Args:
+        keypoints (np.ndarray): (1, K, 2) input coordinates.
+        scores (np.ndarray): (1, K) input confidences.
+        erased (np.ndarray): bool (K,), the joints to erase.
+        context (np.ndarray): bool (K,), not empty: the joints whose
+            centroid becomes the erased joints' position.
+
+    Returns:
+        dict: new ``input_keypoints`` (1, K, 2) and
+        ``input_keypoint_scores`` (1, K), 0 at the erased joints.
+    """
+    keypoints, scores = keypoints.copy(), scores.copy()
+    if erased.any():
+        keypoints[0, erased] = keypoints[0, context].mean(0)
+        scores[0, erased] = 0
+    return dict(input_keypoints=keypoints, input_keypoint_scores=scores)
+
+
 @TRANSFORMS.register_module()
 class MaskJoints(BaseTransform):
     """Choose the joints to reconstruct (Masked Joint Modeling).
 
     Required keys: ``keypoints`` (1, K, 2); ``input_keypoint_scores`` (1, K)
     when ``score_thr`` is set; ``skeleton_links`` for the chain strategy.
-    Added keys: ``joint_mask`` bool (1, K).
+    Added keys: ``joint_mask`` bool (1, K). Modified keys (``erase``):
+    ``input_keypoints``, ``input_keypoint_scores``.
 
     Args:
         ratio (float | tuple[float, float]): Fraction of joints masked, or a
@@ -96,6 +119,15 @@ class MaskJoints(BaseTransform):
         score_thr (float, optional): Also mask every joint whose input
             confidence is below it, as refinement does at test time.
         root (int): Root joint for the chain strategy (wrist, nose: 0).
+        erase (bool): Erase the joints the strategy masked (not the
+            doubtful ones) from the input: their position becomes the
+            centroid of the joints it left visible and their confidence 0,
+            so that they are reconstructed from context alone (PORT's masked
+            joint modeling), while doubtful joints keep their position as a
+            hint.
+            Needs ``input_keypoints`` / ``input_keypoint_scores``. Measured
+            better for the hint-mode hand refiner (README, third design
+            table). Defaults to False.
         seed (int, optional): Seed of a private generator (for tests); by
             default numpy's global state is used, which mmengine seeds.
     """
@@ -106,6 +138,7 @@ class MaskJoints(BaseTransform):
                  strategy_probs: Optional[Sequence[float]] = None,
                  score_thr: Optional[float] = None,
                  root: int = 0,
+                 erase: bool = False,
                  seed: Optional[int] = None):
         ratios = (ratio, ratio) if isinstance(ratio, (int, float)) else tuple(ratio)
         if len(ratios) != 2 or not 0 < ratios[0] <= ratios[1] < 1:
@@ -122,6 +155,7 @@ class MaskJoints(BaseTransform):
         self.strategy_probs = probs
         self.score_thr = score_thr
         self.root = root
+        self.erase = erase
         self.seed = seed
         self._random = RandomSource(seed)
         self._subtrees: Dict[tuple, List[np.ndarray]] = {}
@@ -150,10 +184,16 @@ class MaskJoints(BaseTransform):
             source = results.get('input_keypoints', keypoints)
             mask = region_joint_mask(source[0], ratio, rng)
         if self.score_thr is not None:
-            mask |= results['input_keypoint_scores'][0] < self.score_thr
-        results['joint_mask'] = mask[None]
+            doubtful = results['input_keypoint_scores'][0] < self.score_thr
+        else:
+            doubtful = np.zeros(num_keypoints, bool)
+        if self.erase:  # the strategy never masks all joints: ~mask is not empty
+            results.update(erase_joints(results['input_keypoints'],
+                                        results['input_keypoint_scores'], mask & ~doubtful,
+                                        ~mask))
+        results['joint_mask'] = (mask | doubtful)[None]
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ratio={self.ratio}, strategies={self.strategies}, '
-                f'score_thr={self.score_thr})')
+                f'score_thr={self.score_thr}, erase={self.erase})')
