@@ -124,10 +124,9 @@ class MaskJoints(BaseTransform):
             centroid of the joints it left visible and their confidence 0,
             so that they are reconstructed from context alone (PORT's masked
             joint modeling), while doubtful joints keep their position as a
-            hint.
-            Needs ``input_keypoints`` / ``input_keypoint_scores``. Measured
-            better for the hint-mode hand refiner (README, third design
-            table). Defaults to False.
+            hint. Needs ``input_keypoints`` / ``input_keypoint_scores``.
+            Measured better for the hint-mode hand refiner (README, third
+            design table). Defaults to False.
         seed (int, optional): Seed of a private generator (for tests); by
             default numpy's global state is used, which mmengine seeds.
     """
