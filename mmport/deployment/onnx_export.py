@@ -1,4 +1,6 @@
 """Export a PORT refiner, test-time rule included, to ONNX."""
+import io
+
 import torch
 from torch import Tensor, nn
 
@@ -36,13 +38,14 @@ def export_onnx(refiner, out_file: str, score_thr: float = None, opset: int = 17
     module = RefinerForExport(refiner, score_thr)
     k = refiner.num_keypoints
     example = (torch.rand(2, k, 2) * 100, torch.rand(2, k), torch.tensor([[0., 0., 100., 100.]] * 2))
+    graph = io.BytesIO()  # exported in memory: the file is written once, with its metadata
     torch.onnx.export(
-        module, example, out_file, input_names=['keypoints', 'scores', 'bboxes'],
+        module, example, graph, input_names=['keypoints', 'scores', 'bboxes'],
         output_names=['refined_keypoints', 'replaced'], opset_version=opset,
         dynamic_axes={name: {0: 'batch'} for name in
                       ('keypoints', 'scores', 'bboxes', 'refined_keypoints', 'replaced')},
         dynamo=False)
-    model = onnx.load(out_file)
+    model = onnx.load_model_from_string(graph.getvalue())
     onnx.helper.set_model_props(model, {META_SCORE_THR: repr(module.score_thr),
                                         META_NUM_KEYPOINTS: str(k)})
     onnx.save(model, out_file)
