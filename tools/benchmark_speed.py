@@ -126,27 +126,27 @@ def main():
     k = refiner.num_keypoints
     out = {'threads': torch.get_num_threads(), 'batch': args.batch}
 
-    # throughput on real MobileNetV2 predictions
+    # throughput on real MobileNetV2 predictions (batch 1: the first of them)
+    kp, sc, bb = real_inputs(args.batch)
+    kp_t, sc_t, bb_t = (torch.from_numpy(a) for a in (kp, sc, bb))
     for name, batch in (('b1', 1), ('batched', args.batch)):
-        kp, sc, bb = (torch.from_numpy(a) for a in real_inputs(batch))
-        out[f'poses_per_s_{name}'] = throughput(lambda: refiner.refine(kp, sc, bb), batch)
+        out[f'poses_per_s_{name}'] = throughput(
+            lambda: refiner.refine(kp_t[:batch], sc_t[:batch], bb_t[:batch]), batch)
     import onnxruntime as ort
     onnx_file = export_onnx(refiner, osp.join(args.work_dir, 'port_hand21.onnx'))
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(onnx_file, options, providers=['CPUExecutionProvider'])
     for name, batch in (('b1', 1), ('batched', args.batch)):
-        kp, sc, bb = real_inputs(batch)
         # fed in chunks, like refine(): ONNX Runtime is faster on ~500 poses
         # at a time than on one batch of thousands
-        feeds = [dict(keypoints=kp[i:i + ONNX_CHUNK], scores=sc[i:i + ONNX_CHUNK],
-                      bboxes=bb[i:i + ONNX_CHUNK]) for i in range(0, batch, ONNX_CHUNK)]
+        chunks = [slice(i, min(i + ONNX_CHUNK, batch)) for i in range(0, batch, ONNX_CHUNK)]
+        feeds = [dict(keypoints=kp[c], scores=sc[c], bboxes=bb[c]) for c in chunks]
         out[f'onnx_poses_per_s_{name}'] = throughput(
             lambda: [session.run(None, feed) for feed in feeds], batch)
     # the same file on OpenVINO, which skips hands with no doubtful joint
     # like refine() does; bf16 where the CPU has it (changes the output)
-    kp, sc, bb = real_inputs(args.batch)
-    expected, _ = refiner.refine(*(torch.from_numpy(a) for a in (kp, sc, bb)))
+    expected, _ = refiner.refine(kp_t, sc_t, bb_t)
     for precision, prefix in (('f32', 'openvino'), ('bf16', 'openvino_bf16')):
         ov_refiner = OpenVINORefiner(onnx_file, precision=precision)
         refined, _ = ov_refiner.refine(kp, sc, bb)
