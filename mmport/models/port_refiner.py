@@ -25,6 +25,45 @@ def joint_errors(pred: Tensor, target: Tensor, loss_type: str) -> Tensor:
     return torch.linalg.vector_norm(pred - target, dim=-1)
 
 
+ERROR_FLOOR = 1e-3  # frame units: errors below a thousandth of the box count as equal
+
+
+def error_estimate_loss(log_errors: Tensor, inputs: Tensor, reconstruction: Tensor,
+                        target: Tensor, weight: Tensor) -> Tensor:
+    """L1 loss of the log error estimates (so they estimate the median error).
+
+    Args:
+        log_errors (Tensor): (B, K, 2) estimated log errors of the inputs and
+            of the reconstructions.
+        inputs (Tensor): (B, K, 2) input positions, frame units.
+        reconstruction (Tensor): (B, K, 2) reconstructions (detached).
+        target (Tensor): (B, K, 2) ground truth, frame units.
+        weight (Tensor): (B, K) joints to count (masked and labelled).
+    """
+    actual = torch.stack([torch.linalg.vector_norm(inputs - target, dim=-1),
+                          torch.linalg.vector_norm(reconstruction - target, dim=-1)], -1)
+    loss = (log_errors - torch.log(actual + ERROR_FLOOR)).abs().sum(-1)
+    return (loss * weight).sum() / weight.sum().clamp_min(1)
+
+
+def expected_gain_gate(log_errors: Tensor, margin: float = 0.0) -> Tensor:
+    """The do-no-harm rule: move a joint only where the estimated error of
+    its reconstruction is below that of its input position.
+
+    Args:
+        log_errors (Tensor): (B, K, 2) log expected errors of the input
+            position ``[..., 0]`` and of the reconstruction ``[..., 1]``.
+        margin (float): Required log-ratio: the reconstruction must be
+            expected ``exp(margin)`` times closer than the input.
+
+    Returns:
+        Tensor: bool (B, K), True where moving is expected to help.
+    """
+    if log_errors is None:
+        raise ValueError('the do-no-harm gate needs a network built with predict_errors=True')
+    return log_errors[..., 1] + margin < log_errors[..., 0]
+
+
 def resolve_metainfo(metainfo: Optional[dict]) -> dict:
     """Parse an MMPose metainfo spec (``dict(from_file=...)`` or a parsed one)."""
     if metainfo is None:
@@ -61,16 +100,23 @@ class PORTRefiner(BaseModel):
         rotate_axis (tuple[int, int], optional): Canonicalise rotation so that
             joint a -> joint b points up (see ``mmport.structures.normalization``).
         train_cfg (dict, optional): ``loss_type`` (``'l1'``, the default, or
-            ``'euclidean'``: the per-joint distance that EPE measures) and
+            ``'euclidean'``: the per-joint distance that EPE measures),
             ``visible_loss_weight`` (weight of the loss on unmasked joints
-            relative to masked ones; default 0.1).
+            relative to masked ones; default 0.1) and ``error_loss_weight``
+            (weight of :func:`error_estimate_loss` where the network
+            estimates errors; default 0.05).
         test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
             (``'replace'`` or ``'linear'``), ``min_confident`` (default 3),
             ``chunk_size`` (poses per network call in :meth:`refine`;
             default 128), ``flip_test`` (default False; like MMPose's
             top-down flip test: also reconstruct the mirrored instance, joints
             swapped by the metainfo's ``flip_indices``, and average the two,
-            at twice the network cost).
+            at twice the network cost), ``gate`` (default False: the
+            do-no-harm rule, which needs a network with ``predict_errors``:
+            a joint below the threshold is moved only where its
+            reconstruction's estimated error is below its input's) and
+            ``gate_margin`` (default 0: the log-ratio the reconstruction's
+            estimated error must win by).
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -93,8 +139,12 @@ class PORTRefiner(BaseModel):
         if self.train_cfg['loss_type'] not in LOSS_TYPES:
             raise ValueError(f'train_cfg.loss_type must be one of {LOSS_TYPES}, got '
                              f"{self.train_cfg['loss_type']!r}")
+        self.train_cfg.setdefault('error_loss_weight', 0.05)
         self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
-                         'chunk_size': 128, 'flip_test': False, **(test_cfg or {})}
+                         'chunk_size': 128, 'flip_test': False, 'gate': False,
+                         'gate_margin': 0.0, **(test_cfg or {})}
+        if self.test_cfg['gate'] and not getattr(self.network, 'predict_errors', False):
+            raise ValueError('test_cfg.gate needs a network with predict_errors=True')
         if self.test_cfg['blend'] not in BLEND_MODES:
             raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
         chunk = self.test_cfg['chunk_size']
@@ -120,31 +170,51 @@ class PORTRefiner(BaseModel):
         Returns:
             Tensor: (B, K, 2) reconstructed pixel coordinates.
         """
+        return self.reconstruct_with_errors(keypoints, scores, bboxes, mask, check)[0]
+
+    def reconstruct_with_errors(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+                                mask: Tensor, check: bool = True
+                                ) -> Tuple[Tensor, Optional[Tensor]]:
+        """:meth:`reconstruct`, plus the network's error estimates where it
+        has them: (B, K, 2) log expected errors (frame units) of the input
+        position and of the reconstruction, or None."""
         frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis, check=check)
         coords = to_frame(keypoints, frame)
         if self.test_cfg['flip_test']:
-            out = self._flip_averaged(coords, mask, scores)
+            out, log_err = self._flip_averaged(coords, mask, scores)
         else:
-            out = self.network(coords, mask, scores)
-        return from_frame(out, frame)
+            out, log_err = self._network(coords, mask, scores)
+        return from_frame(out, frame), log_err
+
+    def _network(self, coords: Tensor, mask: Tensor,
+                 scores: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        if getattr(self.network, 'predict_errors', False):
+            return self.network.forward_with_errors(coords, mask, scores)
+        return self.network(coords, mask, scores), None
 
     def _check_flip_indices(self):
         if self.flip_indices is None or len(self.flip_indices) != self.num_keypoints:
             raise ValueError('test_cfg.flip_test needs the metainfo\'s flip_indices for '
                              f'{self.num_keypoints} keypoints, got {self.flip_indices!r}')
 
-    def _flip_averaged(self, coords: Tensor, mask: Tensor, scores: Tensor) -> Tensor:
-        """Mean of the reconstructions (B, K, 2) of the instances and of
-        their mirror images (x -> -x about the frame centre, joints swapped
-        by ``flip_indices``, an involution), in one network call."""
+    def _flip_averaged(self, coords: Tensor, mask: Tensor,
+                       scores: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """Mean of the reconstructions (B, K, 2) (and of the error estimates)
+        of the instances and of their mirror images (x -> -x about the frame
+        centre, joints swapped by ``flip_indices``, an involution), in one
+        network call."""
         self._check_flip_indices()  # test_cfg may have been changed after __init__
         idx = torch.tensor(self.flip_indices, device=coords.device)
         mirror = torch.tensor([-1.0, 1.0], dtype=coords.dtype, device=coords.device)
-        both = self.network(torch.cat([coords, coords[:, idx] * mirror]),
-                            torch.cat([mask, mask[:, idx]]), torch.cat([scores, scores[:, idx]]))
+        both, log_err = self._network(torch.cat([coords, coords[:, idx] * mirror]),
+                                      torch.cat([mask, mask[:, idx]]),
+                                      torch.cat([scores, scores[:, idx]]))
         # halves by reshape, not by len(): the batch axis stays dynamic in ONNX
         own, mirrored = both.reshape(2, -1, *both.shape[1:]).unbind(0)
-        return (own + (mirrored * mirror)[:, idx]) / 2
+        if log_err is not None:
+            err_own, err_mirrored = log_err.reshape(2, -1, *log_err.shape[1:]).unbind(0)
+            log_err = (err_own + err_mirrored[:, idx]) / 2
+        return (own + (mirrored * mirror)[:, idx]) / 2, log_err
 
     def refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
                      score_thr: float) -> Tuple[Tensor, Tensor]:
@@ -154,7 +224,10 @@ class PORTRefiner(BaseModel):
         Instances that cannot be refined (degenerate or non-finite box,
         non-finite keypoints or scores, nothing below the threshold, fewer
         than ``min_confident`` joints above it) go through the network on
-        placeholder values and come back unchanged.
+        placeholder values and come back unchanged. With ``test_cfg.gate``
+        a joint below the threshold is replaced only where the network
+        expects its reconstruction to be closer to the truth than its input
+        (:func:`expected_gain_gate`); the others keep the input exactly.
         """
         mask = scores < score_thr
         ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
@@ -164,8 +237,12 @@ class PORTRefiner(BaseModel):
         safe_boxes = torch.where(ok[:, None], bboxes, unit_box)
         safe_kpts = torch.where(ok[:, None, None], keypoints, torch.zeros_like(keypoints))
         safe_scores = torch.where(ok[:, None], scores, torch.ones_like(scores))
-        replaced = mask & ok[:, None]
-        rec = self.reconstruct(safe_kpts, safe_scores, safe_boxes, replaced, check=False)
+        candidates = mask & ok[:, None]
+        rec, log_err = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
+                                                    candidates, check=False)
+        replaced = candidates
+        if self.test_cfg['gate']:
+            replaced = candidates & expected_gain_gate(log_err, self.test_cfg['gate_margin'])
         if self.test_cfg['blend'] == 'linear':
             w = (safe_scores / score_thr).clamp(0, 1)[..., None]
             rec = w * safe_kpts + (1 - w) * rec
@@ -278,13 +355,19 @@ class PORTRefiner(BaseModel):
             visible (Tensor): bool (B, K), labelled joints.
         """
         frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis)
-        pred = self.network(to_frame(keypoints, frame), mask, scores)
-        err = joint_errors(pred, to_frame(target, frame), self.train_cfg['loss_type'])
+        coords = to_frame(keypoints, frame)
+        pred, log_err = self._network(coords, mask, scores)
+        target = to_frame(target, frame)
+        err = joint_errors(pred, target, self.train_cfg['loss_type'])
         masked, unmasked = (mask & visible).float(), (~mask & visible).float()
-        return dict(
+        losses = dict(
             loss_masked=(err * masked).sum() / masked.sum().clamp_min(1),
             loss_visible=self.train_cfg['visible_loss_weight']
             * (err * unmasked).sum() / unmasked.sum().clamp_min(1))
+        if log_err is not None:
+            losses['loss_error'] = self.train_cfg['error_loss_weight'] * error_estimate_loss(
+                log_err, coords, pred.detach(), target, masked)
+        return losses
 
     def predict(self, x: Tensor, data_samples) -> list:
         """Refine and write ``pred_instances`` (keypoints (1, K, 2),

@@ -1,5 +1,5 @@
 """PORT: the Pose Relation Transformer network (plain PyTorch)."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmpose.registry import MODELS
@@ -41,6 +41,10 @@ class PoseRelationTransformer(nn.Module):
             mask token to the joint's embedding, so its doubtful position
             stays visible as a hint.
         drop (float): Dropout. Defaults to 0.
+        predict_errors (bool): Add a head that estimates, per joint, the log
+            of the expected error of its input position and of its
+            reconstruction (see :meth:`forward_with_errors`), which the
+            refiner's do-no-harm gate compares.
     """
 
     def __init__(self,
@@ -53,7 +57,8 @@ class PoseRelationTransformer(nn.Module):
                  proj_hops: Union[int, Sequence[int]] = 1,
                  use_scores: bool = True,
                  mask_mode: str = 'token',
-                 drop: float = 0.0):
+                 drop: float = 0.0,
+                 predict_errors: bool = False):
         super().__init__()
         if mask_mode not in MASK_MODES:
             raise ValueError(f'mask_mode must be one of {MASK_MODES}, got {mask_mode!r}')
@@ -72,6 +77,8 @@ class PoseRelationTransformer(nn.Module):
                                    list(proj_hops), drop)
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, 2)
+        self.predict_errors = predict_errors
+        self.error_head = nn.Linear(embed_dim, 2) if predict_errors else None
         self._init_weights()
 
     def _init_weights(self):
@@ -107,6 +114,17 @@ class PoseRelationTransformer(nn.Module):
             tokens = tokens + m * self.mask_token
         return tokens + self.joint_embed
 
+    def _decode(self, coords: Tensor, mask: Tensor, x: Tensor) -> Tensor:
+        delta = self.head(x)
+        hidden = mask[..., None] if self.mask_mode == 'token' else torch.zeros_like(mask[..., None])
+        return torch.where(hidden, delta, coords + delta)
+
+    def _features(self, coords: Tensor, mask: Tensor, scores: Optional[Tensor]) -> Tensor:
+        x = self.embed(coords, mask, scores)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
     def forward(self, coords: Tensor, mask: Tensor,
                 scores: Optional[Tensor] = None) -> Tensor:
         """Reconstruct all joints.
@@ -121,12 +139,28 @@ class PoseRelationTransformer(nn.Module):
         Returns:
             Tensor: Reconstructed normalised coordinates, (B, K, 2).
         """
-        x = self.embed(coords, mask, scores)
-        for block in self.blocks:
-            x = block(x)
-        delta = self.head(self.norm(x))
-        hidden = mask[..., None] if self.mask_mode == 'token' else torch.zeros_like(mask[..., None])
-        return torch.where(hidden, delta, coords + delta)
+        return self._decode(coords, mask, self._features(coords, mask, scores))
+
+    def forward_with_errors(self, coords: Tensor, mask: Tensor,
+                            scores: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Reconstruct all joints and estimate the errors (needs
+        ``predict_errors``).
+
+        Args:
+            coords (Tensor): Normalised joint coordinates, (B, K, 2).
+            mask (Tensor): bool (B, K), joints to reconstruct.
+            scores (Tensor, optional): Confidences in [0, 1], (B, K).
+
+        Returns:
+            tuple[Tensor, Tensor]: reconstructed normalised coordinates
+            (B, K, 2), and (B, K, 2) log expected errors (in units of the
+            frame) of each joint's input position ``[..., 0]`` and of its
+            reconstruction ``[..., 1]``.
+        """
+        if self.error_head is None:
+            raise RuntimeError('this network was built without predict_errors=True')
+        x = self._features(coords, mask, scores)
+        return self._decode(coords, mask, x), self.error_head(x)
 
     @torch.no_grad()
     def attention_maps(self, coords: Tensor, mask: Tensor,

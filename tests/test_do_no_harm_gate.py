@@ -1,0 +1,104 @@
+"""The do-no-harm gate: error estimates, the rule, and its training loss."""
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+from mmpose.registry import MODELS
+
+from mmport.datasets import load_pose_results
+from mmport.models.port_refiner import ERROR_FLOOR, error_estimate_loss, expected_gain_gate
+from tests.conftest import PANOPTIC_PRED
+
+HAND_META = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
+
+
+def gated_refiner(**test_cfg):
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='PORTRefiner', metainfo=HAND_META,
+        network=dict(type='PoseRelationTransformer', embed_dim=32, depth=2, num_heads=1,
+                     mask_mode='hint', predict_errors=True),
+        test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg)))
+    torch.nn.init.normal_(model.network.head.weight, std=0.1)  # move joints visibly
+    torch.nn.init.normal_(model.network.error_head.weight, std=0.5)  # gate both ways
+    return model.eval()
+
+
+@pytest.fixture(scope='module')
+def real():
+    res = load_pose_results(PANOPTIC_PRED)
+    return (torch.from_numpy(res.keypoints[:64]).float(),
+            torch.from_numpy(res.keypoint_scores[:64]).float(),
+            torch.from_numpy(res.bboxes[:64]).float())
+
+
+def test_gate_rule_is_a_strict_comparison_of_log_errors():
+    log_err = torch.tensor([[[0.0, -1.0], [0.0, 1.0], [0.0, 0.0], [-2.0, -2.5]]])
+    np.testing.assert_array_equal(expected_gain_gate(log_err).numpy(),
+                                  [[True, False, False, True]])
+    # a margin of 0.6 asks the reconstruction to win by exp(0.6)
+    np.testing.assert_array_equal(expected_gain_gate(log_err, 0.6).numpy(),
+                                  [[True, False, False, False]])
+    with pytest.raises(ValueError, match='predict_errors'):
+        expected_gain_gate(None)
+
+
+def test_joints_with_negative_expected_gain_are_left_exactly(real):
+    kpts, scores, boxes = real
+    refiner = gated_refiner()
+    out, replaced = refiner.refine(kpts, scores, boxes)
+    rec, log_err = refiner.reconstruct_with_errors(kpts, scores, boxes, scores < 0.5)
+    harmful = (scores < 0.5) & (log_err[..., 1] >= log_err[..., 0])
+    helpful = (scores < 0.5) & (log_err[..., 1] < log_err[..., 0])
+    assert harmful.sum() > 20 and helpful.sum() > 20  # the test sees both cases
+    # exactly the input where the expected gain is not positive ...
+    assert torch.equal(out[harmful], kpts[harmful])
+    assert not replaced[harmful].any()
+    # ... the reconstruction where it is, and nothing above the threshold moves
+    assert torch.equal(replaced, helpful)
+    torch.testing.assert_close(out[helpful], rec[helpful])
+    assert torch.equal(out[scores >= 0.5], kpts[scores >= 0.5])
+    # without the gate every doubtful joint moves
+    refiner.test_cfg['gate'] = False
+    _, ungated = refiner.refine(kpts, scores, boxes)
+    assert torch.equal(ungated, scores < 0.5)
+
+
+def test_gate_needs_an_error_head():
+    init_default_scope('mmpose')
+    with pytest.raises(ValueError, match='predict_errors'):
+        MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
+                          network=dict(type='PoseRelationTransformer', mask_mode='hint'),
+                          test_cfg=dict(gate=True)))
+    net = MODELS.build(dict(type='PoseRelationTransformer', num_keypoints=3,
+                            skeleton_links=[(0, 1)]))
+    with pytest.raises(RuntimeError, match='predict_errors'):
+        net.forward_with_errors(torch.zeros(1, 3, 2), torch.zeros(1, 3, dtype=torch.bool),
+                                torch.ones(1, 3))
+
+
+def test_error_estimate_loss_is_l1_of_log_errors():
+    inputs = torch.tensor([[[0.3, 0.4], [0.0, 0.0]]])        # errors 0.5 and 0
+    recon = torch.tensor([[[0.0, 0.1], [0.0, 0.2]]])         # errors 0.1 and 0.2
+    target = torch.zeros(1, 2, 2)
+    log_err = torch.log(torch.tensor([[[0.5, 0.1], [1.0, 0.2]]]) + ERROR_FLOOR)
+    # joint 0 is estimated exactly; joint 1's input estimate is off by
+    # log((1 + floor) / floor)
+    full = error_estimate_loss(log_err, inputs, recon, target, torch.ones(1, 2))
+    expected = np.log((1 + ERROR_FLOOR) / ERROR_FLOOR) / 2
+    assert full.item() == pytest.approx(expected, rel=1e-5)
+    only_first = error_estimate_loss(log_err, inputs, recon, target, torch.tensor([[1., 0.]]))
+    assert only_first.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_error_head_is_trained_by_pose_loss(real):
+    kpts, scores, boxes = real
+    refiner = gated_refiner()
+    refiner.train()
+    mask = scores < 0.5
+    losses = refiner.pose_loss(kpts, scores, boxes, mask, kpts + 3.0, torch.ones_like(mask))
+    assert set(losses) == {'loss_masked', 'loss_visible', 'loss_error'}
+    losses['loss_error'].backward()
+    assert refiner.network.error_head.weight.grad.abs().sum() > 0
+    assert refiner.network.head.weight.grad is None  # the error loss leaves positions alone
