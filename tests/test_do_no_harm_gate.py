@@ -6,7 +6,8 @@ from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
 from mmport.datasets import load_pose_results
-from mmport.models.port_refiner import ERROR_FLOOR, error_estimate_loss, expected_gain_gate
+from mmport.models.do_no_harm import (DISTANCE_FLOOR, expected_gain_gate, expected_quality,
+                                     joint_tolerances, quality_loss)
 from tests.conftest import PANOPTIC_PRED
 
 HAND_META = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
@@ -33,13 +34,18 @@ def real():
             torch.from_numpy(res.bboxes[:64]).float())
 
 
-def test_gate_rule_is_a_strict_comparison_of_log_errors():
+def test_gate_rule_is_a_strict_comparison_of_qualities():
     log_err = torch.tensor([[[0.0, -1.0], [0.0, 1.0], [0.0, 0.0], [-2.0, -2.5]]])
-    np.testing.assert_array_equal(expected_gain_gate(log_err).numpy(),
+    quality = expected_quality(log_err, 'log_distance')
+    np.testing.assert_array_equal(expected_gain_gate(quality).numpy(),
                                   [[True, False, False, True]])
-    # a margin of 0.6 asks the reconstruction to win by exp(0.6)
-    np.testing.assert_array_equal(expected_gain_gate(log_err, 0.6).numpy(),
+    # a margin of 0.6 asks the reconstruction to be exp(0.6) times closer
+    np.testing.assert_array_equal(expected_gain_gate(quality, 0.6).numpy(),
                                   [[True, False, False, False]])
+    similarity = expected_quality(torch.tensor([[[0.0, 0.1], [2.0, 1.0]]]), 'keypoint_similarity')
+    torch.testing.assert_close(similarity, torch.sigmoid(torch.tensor([[[0.0, 0.1], [2.0, 1.0]]])))
+    np.testing.assert_array_equal(expected_gain_gate(similarity).numpy(), [[True, False]])
+    np.testing.assert_array_equal(expected_gain_gate(similarity, 0.05).numpy(), [[False, False]])
     with pytest.raises(ValueError, match='predict_errors'):
         expected_gain_gate(None)
 
@@ -48,9 +54,9 @@ def test_joints_with_negative_expected_gain_are_left_exactly(real):
     kpts, scores, boxes = real
     refiner = gated_refiner()
     out, replaced = refiner.refine(kpts, scores, boxes)
-    rec, log_err = refiner.reconstruct_with_errors(kpts, scores, boxes, scores < 0.5)
-    harmful = (scores < 0.5) & (log_err[..., 1] >= log_err[..., 0])
-    helpful = (scores < 0.5) & (log_err[..., 1] < log_err[..., 0])
+    rec, quality = refiner.reconstruct_with_errors(kpts, scores, boxes, scores < 0.5)
+    harmful = (scores < 0.5) & (quality[..., 1] <= quality[..., 0])
+    helpful = (scores < 0.5) & (quality[..., 1] > quality[..., 0])
     assert harmful.sum() > 20 and helpful.sum() > 20  # the test sees both cases
     # exactly the input where the expected gain is not positive ...
     assert torch.equal(out[harmful], kpts[harmful])
@@ -78,18 +84,42 @@ def test_gate_needs_an_error_head():
                                 torch.ones(1, 3))
 
 
-def test_error_estimate_loss_is_l1_of_log_errors():
+def test_quality_loss_log_distance_is_l1_of_log_errors():
     inputs = torch.tensor([[[0.3, 0.4], [0.0, 0.0]]])        # errors 0.5 and 0
     recon = torch.tensor([[[0.0, 0.1], [0.0, 0.2]]])         # errors 0.1 and 0.2
     target = torch.zeros(1, 2, 2)
-    log_err = torch.log(torch.tensor([[[0.5, 0.1], [1.0, 0.2]]]) + ERROR_FLOOR)
+    raw = torch.log(torch.tensor([[[0.5, 0.1], [1.0, 0.2]]]) + DISTANCE_FLOOR)
     # joint 0 is estimated exactly; joint 1's input estimate is off by
     # log((1 + floor) / floor)
-    full = error_estimate_loss(log_err, inputs, recon, target, torch.ones(1, 2))
-    expected = np.log((1 + ERROR_FLOOR) / ERROR_FLOOR) / 2
+    full = quality_loss(raw, inputs, recon, target, torch.ones(1, 2))
+    expected = np.log((1 + DISTANCE_FLOOR) / DISTANCE_FLOOR) / 2
     assert full.item() == pytest.approx(expected, rel=1e-5)
-    only_first = error_estimate_loss(log_err, inputs, recon, target, torch.tensor([[1., 0.]]))
+    only_first = quality_loss(raw, inputs, recon, target, torch.tensor([[1., 0.]]))
     assert only_first.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_quality_loss_keypoint_similarity_is_bce_with_oks_terms():
+    tol = joint_tolerances([0.05, 0.1], scale=0.5)  # 2 * sigma * scale
+    torch.testing.assert_close(tol, torch.tensor([0.05, 0.1]))
+    inputs = torch.tensor([[[0.05, 0.0], [0.0, 0.0]]])  # d = tolerance, and 0
+    recon = torch.tensor([[[0.0, 0.0], [0.0, 0.2]]])    # d = 0, and 2 tolerances
+    sim = torch.tensor([[[np.exp(-0.5), 1.0], [1.0, np.exp(-2.0)]]], dtype=torch.float32)
+    raw = torch.zeros(1, 2, 2)  # estimates 0.5 everywhere
+    loss = quality_loss(raw, inputs, recon, torch.zeros(1, 2, 2), torch.ones(1, 2),
+                        'keypoint_similarity', tol)
+    bce = -(sim * np.log(0.5) + (1 - sim) * np.log(0.5))  # = log 2 for any target
+    assert loss.item() == pytest.approx(bce.sum().item() / 2, rel=1e-5)
+    # the loss is lowest where the estimate is the actual similarity
+    exact = torch.logit(sim.clamp(1e-6, 1 - 1e-6))
+    best = quality_loss(exact, inputs, recon, torch.zeros(1, 2, 2), torch.ones(1, 2),
+                        'keypoint_similarity', tol)
+    for shift in (-0.3, 0.3):
+        worse = quality_loss(exact + shift, inputs, recon, torch.zeros(1, 2, 2),
+                             torch.ones(1, 2), 'keypoint_similarity', tol)
+        assert worse.item() > best.item()
+    with pytest.raises(ValueError, match='tolerances'):
+        quality_loss(raw, inputs, recon, torch.zeros(1, 2, 2), torch.ones(1, 2),
+                     'keypoint_similarity')
 
 
 def test_error_head_is_trained_by_pose_loss(real):

@@ -11,6 +11,8 @@ from torch import Tensor
 
 from mmport.structures.instance_batch import check_instance_batch
 from mmport.structures.normalization import frame_from_bboxes, from_frame, to_frame, valid_bboxes
+from .do_no_harm import (QUALITY_KINDS, expected_gain_gate, expected_quality,
+                         joint_tolerances, quality_loss)
 
 BLEND_MODES = ('replace', 'linear')
 LOSS_TYPES = ('l1', 'euclidean')
@@ -23,45 +25,6 @@ def joint_errors(pred: Tensor, target: Tensor, loss_type: str) -> Tensor:
     if loss_type == 'l1':
         return (pred - target).abs().sum(-1)
     return torch.linalg.vector_norm(pred - target, dim=-1)
-
-
-ERROR_FLOOR = 1e-3  # frame units: errors below a thousandth of the box count as equal
-
-
-def error_estimate_loss(log_errors: Tensor, inputs: Tensor, reconstruction: Tensor,
-                        target: Tensor, weight: Tensor) -> Tensor:
-    """L1 loss of the log error estimates (so they estimate the median error).
-
-    Args:
-        log_errors (Tensor): (B, K, 2) estimated log errors of the inputs and
-            of the reconstructions.
-        inputs (Tensor): (B, K, 2) input positions, frame units.
-        reconstruction (Tensor): (B, K, 2) reconstructions (detached).
-        target (Tensor): (B, K, 2) ground truth, frame units.
-        weight (Tensor): (B, K) joints to count (masked and labelled).
-    """
-    actual = torch.stack([torch.linalg.vector_norm(inputs - target, dim=-1),
-                          torch.linalg.vector_norm(reconstruction - target, dim=-1)], -1)
-    loss = (log_errors - torch.log(actual + ERROR_FLOOR)).abs().sum(-1)
-    return (loss * weight).sum() / weight.sum().clamp_min(1)
-
-
-def expected_gain_gate(log_errors: Tensor, margin: float = 0.0) -> Tensor:
-    """The do-no-harm rule: move a joint only where the estimated error of
-    its reconstruction is below that of its input position.
-
-    Args:
-        log_errors (Tensor): (B, K, 2) log expected errors of the input
-            position ``[..., 0]`` and of the reconstruction ``[..., 1]``.
-        margin (float): Required log-ratio: the reconstruction must be
-            expected ``exp(margin)`` times closer than the input.
-
-    Returns:
-        Tensor: bool (B, K), True where moving is expected to help.
-    """
-    if log_errors is None:
-        raise ValueError('the do-no-harm gate needs a network built with predict_errors=True')
-    return log_errors[..., 1] + margin < log_errors[..., 0]
 
 
 def resolve_metainfo(metainfo: Optional[dict]) -> dict:
@@ -99,12 +62,16 @@ class PORTRefiner(BaseModel):
             ``dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')``.
         rotate_axis (tuple[int, int], optional): Canonicalise rotation so that
             joint a -> joint b points up (see ``mmport.structures.normalization``).
+        quality_kind (str): What the network's error head estimates, where
+            it has one (``predict_errors``): ``'log_distance'`` (default) or
+            ``'keypoint_similarity'`` (needs the metainfo's OKS sigmas); see
+            :mod:`mmport.models.do_no_harm`.
         train_cfg (dict, optional): ``loss_type`` (``'l1'``, the default, or
             ``'euclidean'``: the per-joint distance that EPE measures),
             ``visible_loss_weight`` (weight of the loss on unmasked joints
             relative to masked ones; default 0.1) and ``error_loss_weight``
-            (weight of :func:`error_estimate_loss` where the network
-            estimates errors; default 0.05).
+            (weight of :func:`mmport.models.do_no_harm.quality_loss` where
+            the network estimates errors; default 0.05).
         test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
             (``'replace'`` or ``'linear'``), ``min_confident`` (default 3),
             ``chunk_size`` (poses per network call in :meth:`refine`;
@@ -115,14 +82,15 @@ class PORTRefiner(BaseModel):
             do-no-harm rule, which needs a network with ``predict_errors``:
             a joint below the threshold is moved only where its
             reconstruction's estimated error is below its input's) and
-            ``gate_margin`` (default 0: the log-ratio the reconstruction's
-            estimated error must win by).
+            ``gate_margin`` (default 0: the expected gain in quality that
+            moving must bring).
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
 
     def __init__(self, network: dict, metainfo: Optional[dict] = None,
                  rotate_axis: Optional[Sequence[int]] = None,
+                 quality_kind: str = 'log_distance',
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -135,6 +103,17 @@ class PORTRefiner(BaseModel):
         self.network = MODELS.build(network)
         self.num_keypoints = self.network.num_keypoints
         self.rotate_axis = tuple(rotate_axis) if rotate_axis is not None else None
+        if quality_kind not in QUALITY_KINDS:
+            raise ValueError(f'quality_kind must be one of {QUALITY_KINDS}, got {quality_kind!r}')
+        self.quality_kind = quality_kind
+        tolerances = None
+        if quality_kind == 'keypoint_similarity':
+            sigmas = self.metainfo.get('sigmas')
+            if sigmas is None or len(sigmas) != self.num_keypoints:
+                raise ValueError("quality_kind='keypoint_similarity' needs the metainfo's "
+                                 f'OKS sigmas for {self.num_keypoints} keypoints')
+            tolerances = joint_tolerances(sigmas)
+        self.register_buffer('joint_tolerances', tolerances, persistent=False)
         self.train_cfg = {'visible_loss_weight': 0.1, 'loss_type': 'l1', **(train_cfg or {})}
         if self.train_cfg['loss_type'] not in LOSS_TYPES:
             raise ValueError(f'train_cfg.loss_type must be one of {LOSS_TYPES}, got '
@@ -175,16 +154,18 @@ class PORTRefiner(BaseModel):
     def reconstruct_with_errors(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
                                 mask: Tensor, check: bool = True
                                 ) -> Tuple[Tensor, Optional[Tensor]]:
-        """:meth:`reconstruct`, plus the network's error estimates where it
-        has them: (B, K, 2) log expected errors (frame units) of the input
+        """:meth:`reconstruct`, plus the network's quality estimates where
+        it has an error head: (B, K, 2) expected quality (higher is better,
+        see :func:`mmport.models.do_no_harm.expected_quality`) of the input
         position and of the reconstruction, or None."""
         frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis, check=check)
         coords = to_frame(keypoints, frame)
         if self.test_cfg['flip_test']:
-            out, log_err = self._flip_averaged(coords, mask, scores)
+            out, raw_err = self._flip_averaged(coords, mask, scores)
         else:
-            out, log_err = self._network(coords, mask, scores)
-        return from_frame(out, frame), log_err
+            out, raw_err = self._network(coords, mask, scores)
+        quality = None if raw_err is None else expected_quality(raw_err, self.quality_kind)
+        return from_frame(out, frame), quality
 
     def _network(self, coords: Tensor, mask: Tensor,
                  scores: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
@@ -206,15 +187,15 @@ class PORTRefiner(BaseModel):
         self._check_flip_indices()  # test_cfg may have been changed after __init__
         idx = torch.tensor(self.flip_indices, device=coords.device)
         mirror = torch.tensor([-1.0, 1.0], dtype=coords.dtype, device=coords.device)
-        both, log_err = self._network(torch.cat([coords, coords[:, idx] * mirror]),
+        both, raw_err = self._network(torch.cat([coords, coords[:, idx] * mirror]),
                                       torch.cat([mask, mask[:, idx]]),
                                       torch.cat([scores, scores[:, idx]]))
         # halves by reshape, not by len(): the batch axis stays dynamic in ONNX
         own, mirrored = both.reshape(2, -1, *both.shape[1:]).unbind(0)
-        if log_err is not None:
-            err_own, err_mirrored = log_err.reshape(2, -1, *log_err.shape[1:]).unbind(0)
-            log_err = (err_own + err_mirrored[:, idx]) / 2
-        return (own + (mirrored * mirror)[:, idx]) / 2, log_err
+        if raw_err is not None:
+            err_own, err_mirrored = raw_err.reshape(2, -1, *raw_err.shape[1:]).unbind(0)
+            raw_err = (err_own + err_mirrored[:, idx]) / 2
+        return (own + (mirrored * mirror)[:, idx]) / 2, raw_err
 
     def refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
                      score_thr: float) -> Tuple[Tensor, Tensor]:
@@ -226,8 +207,9 @@ class PORTRefiner(BaseModel):
         than ``min_confident`` joints above it) go through the network on
         placeholder values and come back unchanged. With ``test_cfg.gate``
         a joint below the threshold is replaced only where the network
-        expects its reconstruction to be closer to the truth than its input
-        (:func:`expected_gain_gate`); the others keep the input exactly.
+        expects its reconstruction to be better than its input
+        (:func:`mmport.models.do_no_harm.expected_gain_gate`); the others
+        keep the input exactly.
         """
         mask = scores < score_thr
         ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
@@ -238,11 +220,11 @@ class PORTRefiner(BaseModel):
         safe_kpts = torch.where(ok[:, None, None], keypoints, torch.zeros_like(keypoints))
         safe_scores = torch.where(ok[:, None], scores, torch.ones_like(scores))
         candidates = mask & ok[:, None]
-        rec, log_err = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
+        rec, quality = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
                                                     candidates, check=False)
         replaced = candidates
         if self.test_cfg['gate']:
-            replaced = candidates & expected_gain_gate(log_err, self.test_cfg['gate_margin'])
+            replaced = candidates & expected_gain_gate(quality, self.test_cfg['gate_margin'])
         if self.test_cfg['blend'] == 'linear':
             w = (safe_scores / score_thr).clamp(0, 1)[..., None]
             rec = w * safe_kpts + (1 - w) * rec
@@ -356,7 +338,7 @@ class PORTRefiner(BaseModel):
         """
         frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis)
         coords = to_frame(keypoints, frame)
-        pred, log_err = self._network(coords, mask, scores)
+        pred, raw_err = self._network(coords, mask, scores)
         target = to_frame(target, frame)
         err = joint_errors(pred, target, self.train_cfg['loss_type'])
         masked, unmasked = (mask & visible).float(), (~mask & visible).float()
@@ -364,9 +346,10 @@ class PORTRefiner(BaseModel):
             loss_masked=(err * masked).sum() / masked.sum().clamp_min(1),
             loss_visible=self.train_cfg['visible_loss_weight']
             * (err * unmasked).sum() / unmasked.sum().clamp_min(1))
-        if log_err is not None:
-            losses['loss_error'] = self.train_cfg['error_loss_weight'] * error_estimate_loss(
-                log_err, coords, pred.detach(), target, masked)
+        if raw_err is not None:
+            losses['loss_error'] = self.train_cfg['error_loss_weight'] * quality_loss(
+                raw_err, coords, pred.detach(), target, masked, self.quality_kind,
+                self.joint_tolerances)
         return losses
 
     def predict(self, x: Tensor, data_samples) -> list:

@@ -41,10 +41,10 @@ class PoseRelationTransformer(nn.Module):
             mask token to the joint's embedding, so its doubtful position
             stays visible as a hint.
         drop (float): Dropout. Defaults to 0.
-        predict_errors (bool): Add a head that estimates, per joint, the log
-            of the expected error of its input position and of its
-            reconstruction (see :meth:`forward_with_errors`), which the
-            refiner's do-no-harm gate compares.
+        predict_errors (bool): Add a head that estimates, per joint, the
+            quality of its input position and of its reconstruction (see
+            :meth:`forward_with_errors`), which the refiner's do-no-harm gate
+            compares.
     """
 
     def __init__(self,
@@ -153,9 +153,10 @@ class PoseRelationTransformer(nn.Module):
 
         Returns:
             tuple[Tensor, Tensor]: reconstructed normalised coordinates
-            (B, K, 2), and (B, K, 2) log expected errors (in units of the
-            frame) of each joint's input position ``[..., 0]`` and of its
-            reconstruction ``[..., 1]``.
+            (B, K, 2), and (B, K, 2) raw error estimates of each joint's
+            input position ``[..., 0]`` and of its reconstruction
+            ``[..., 1]`` (their meaning is the refiner's ``quality_kind``,
+            see :mod:`mmport.models.do_no_harm`).
         """
         if self.error_head is None:
             raise RuntimeError('this network was built without predict_errors=True')

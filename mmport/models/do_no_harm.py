@@ -1,0 +1,95 @@
+"""The do-no-harm rule's maths: per-joint quality estimates, their training
+loss, and the gate that lets a joint move only where moving is expected to
+help. Pure functions on tensors.
+
+The network estimates, for every joint, the quality of its input position
+and of its reconstruction. Two kinds of estimate are supported:
+
+* ``'log_distance'``: the log of the expected distance to the truth (frame
+  units; trained by an L1 loss, so it estimates the median); quality is its
+  negative.
+* ``'keypoint_similarity'``: the expected OKS term of the joint,
+  ``exp(-d^2 / (2 t^2))`` with the joint's tolerance ``t = 2 * sigma *
+  scale`` in frame units (trained by binary cross-entropy with the actual
+  similarity as a soft target, so it estimates the mean). This is what COCO
+  AP rewards: a joint far off gains nothing from moving less far off, and a
+  nearly right joint has everything to lose.
+"""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+QUALITY_KINDS = ('log_distance', 'keypoint_similarity')
+# frame units: distances below a thousandth of the box count as equal
+DISTANCE_FLOOR = 1e-3
+# sqrt(object area) / longer box side of a typical person (the OKS scale in
+# frame units): COCO's segmentation areas fill about half of a person's box
+SIMILARITY_SCALE = 0.5
+
+
+def joint_tolerances(sigmas: Sequence[float], scale: float = SIMILARITY_SCALE) -> Tensor:
+    """Per-joint OKS tolerances (K,) in frame units: ``2 * sigma * scale``."""
+    return 2 * torch.as_tensor(sigmas, dtype=torch.float32) * scale
+
+
+def quality_loss(raw: Tensor, inputs: Tensor, reconstruction: Tensor, target: Tensor,
+                 weight: Tensor, kind: str = 'log_distance',
+                 tolerances: Optional[Tensor] = None) -> Tensor:
+    """Training loss of the quality estimates.
+
+    Args:
+        raw (Tensor): (B, K, 2) the network's raw estimates for the input
+            position ``[..., 0]`` and the reconstruction ``[..., 1]``.
+        inputs (Tensor): (B, K, 2) input positions, frame units.
+        reconstruction (Tensor): (B, K, 2) reconstructions (detach them: the
+            estimates must not pull the positions).
+        target (Tensor): (B, K, 2) ground truth, frame units.
+        weight (Tensor): (B, K) joints to count.
+        kind (str): One of ``QUALITY_KINDS``.
+        tolerances (Tensor, optional): (K,) for ``'keypoint_similarity'``.
+
+    Returns:
+        Tensor: the weighted mean loss per joint (both estimates summed).
+    """
+    dist = torch.stack([torch.linalg.vector_norm(inputs - target, dim=-1),
+                        torch.linalg.vector_norm(reconstruction - target, dim=-1)], -1)
+    if kind == 'log_distance':
+        loss = (raw - torch.log(dist + DISTANCE_FLOOR)).abs()
+    elif kind == 'keypoint_similarity':
+        if tolerances is None:
+            raise ValueError("'keypoint_similarity' needs the joints' tolerances (OKS sigmas)")
+        sim = torch.exp(-dist.square() / (2 * tolerances.to(dist)[:, None].square()))
+        loss = F.binary_cross_entropy_with_logits(raw, sim, reduction='none')
+    else:
+        raise ValueError(f'kind must be one of {QUALITY_KINDS}, got {kind!r}')
+    return (loss.sum(-1) * weight).sum() / weight.sum().clamp_min(1)
+
+
+def expected_quality(raw: Tensor, kind: str = 'log_distance') -> Tensor:
+    """Quality (higher is better) of the raw estimates (B, K, 2): minus the
+    log distance, or the expected keypoint similarity in [0, 1]."""
+    if kind == 'log_distance':
+        return -raw
+    if kind == 'keypoint_similarity':
+        return torch.sigmoid(raw)
+    raise ValueError(f'kind must be one of {QUALITY_KINDS}, got {kind!r}')
+
+
+def expected_gain_gate(quality: Optional[Tensor], margin: float = 0.0) -> Tensor:
+    """The do-no-harm rule: move a joint only where the reconstruction's
+    expected quality beats the input position's by more than ``margin``.
+
+    Args:
+        quality (Tensor): (B, K, 2) expected quality of the input position
+            ``[..., 0]`` and of the reconstruction ``[..., 1]``.
+        margin (float): The gain required (in the quality's units: log
+            distance ratio, or keypoint similarity).
+
+    Returns:
+        Tensor: bool (B, K), True where moving is expected to help.
+    """
+    if quality is None:
+        raise ValueError('the do-no-harm gate needs a network built with predict_errors=True')
+    return quality[..., 1] - quality[..., 0] > margin
