@@ -172,7 +172,7 @@ def test_tools_test_loads_a_zoo_checkpoint_and_shows_refined_joints(checkpoints,
     thr = _score_thr(init_model(get_config(MMPOSE_CFG), checkpoints['estimator'], device='cpu'), boxes)
     dump = str(tmp_path / 'dump.pkl')
     cmd = [sys.executable, 'tools/test.py', checkpoints['config'], checkpoints['estimator'],
-           '--work-dir', str(tmp_path), '--dump', dump, '--show-dir', 'vis',
+           '--work-dir', str(tmp_path), '--dump', dump, '--show-dir', 'vis', '--badcase',
            '--cfg-options', *COCO_TEST, f'model.refine_cfg.score_thr={thr}']
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -197,8 +197,11 @@ def test_tools_test_loads_a_zoo_checkpoint_and_shows_refined_joints(checkpoints,
             np.testing.assert_array_equal(p['refined_mask'], w.pred_instances.refined_mask)
     assert sum(p['refined_mask'].sum() for preds in by_image.values() for p in preds) > 0
 
-    shown = [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith('.jpg')]
-    assert sorted(shown) == sorted(osp.basename(p) for p in by_image)
+    # --show-dir: one drawing per image; --badcase (MMPose's hook, which
+    # reads model.head.loss): one per instance above its loss threshold
+    drawn = {osp.basename(d): files for d, _, files in os.walk(tmp_path)}
+    assert sorted(drawn['vis']) == sorted(osp.basename(p) for p in by_image)
+    assert drawn['badcase'] and all(f.endswith('.jpg') for f in drawn['badcase'])
 
 
 def test_loss_trains_the_refiner_only_and_keeps_the_estimator_frozen(checkpoints):

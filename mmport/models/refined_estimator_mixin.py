@@ -109,9 +109,14 @@ class RefinedEstimatorMixin:
             pred = result.pred_instances
             pred.keypoints_init = np.asarray(pred.keypoints)[..., :2].copy()
             pred.keypoint_scores_init = np.asarray(pred.keypoint_scores).copy()
+            mask = replaced[start:start + n]
             if refined is not None:
-                pred.keypoints = refined[start:start + n].astype(pred.keypoints_init.dtype)
-            pred.refined_mask = replaced[start:start + n]
+                # only replaced joints change: the others keep the estimator's
+                # values exactly (and its dtype)
+                keypoints = np.array(pred.keypoints, copy=True)
+                keypoints[..., :2][mask] = refined[start:start + n][mask]
+                pred.keypoints = keypoints
+            pred.refined_mask = mask
             start += n
         return results
 
