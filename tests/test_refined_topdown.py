@@ -201,7 +201,7 @@ def test_tools_test_loads_a_zoo_checkpoint_and_shows_refined_joints(checkpoints,
     # reads model.head.loss): one per instance above its loss threshold
     drawn = {osp.basename(d): files for d, _, files in os.walk(tmp_path)}
     assert sorted(drawn['vis']) == sorted(osp.basename(p) for p in by_image)
-    assert drawn['badcase'] and all(f.endswith('.jpg') for f in drawn['badcase'])
+    assert any(f.endswith('.jpg') for f in drawn['badcase'])
 
 
 def test_loss_trains_the_refiner_only_and_keeps_the_estimator_frozen(checkpoints):
@@ -209,13 +209,13 @@ def test_loss_trains_the_refiner_only_and_keeps_the_estimator_frozen(checkpoints
     from mmpose.registry import DATASETS
     cfg = Config.fromfile(checkpoints['config'])
     init_default_scope('mmpose')
-    cfg.model.backbone.init_cfg = None
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'  # not fetched: nothing downloads
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    refiner_state = {k: v.clone() for k, v in model.refiner.state_dict().items()}
-    model.init_weights()  # MMPose's initialisation leaves the loaded refiner alone
-    for key, value in model.refiner.state_dict().items():
-        torch.testing.assert_close(value, refiner_state[key], rtol=0, atol=0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.init_weights()  # as Runner.train: leaves the loaded refiner and the estimator
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
     model.train()
     assert model.training and model.refiner.training
     assert not model.backbone.training and not model.head.training  # BatchNorm frozen

@@ -79,11 +79,15 @@ class RefinedEstimatorMixin:
                   f'(refiner_checkpoint={self.refiner_checkpoint})', logger='current')
 
     def init_weights(self):
-        """MMPose's initialisation, except for a refiner loaded from its
-        checkpoint (``Runner.train`` calls this after building the model)."""
-        if self.refiner_checkpoint:
-            self.refiner._is_init = True
-        super().init_weights()
+        """Initialise the refiner unless it was loaded from its checkpoint.
+
+        The frozen estimator is not initialised (no ImageNet weights are
+        fetched for a backbone that never trains): its weights come from a
+        checkpoint, ``load_from`` in a Runner (loaded after this is called)
+        or ``init_model``'s."""
+        if not self.refiner_checkpoint:
+            self.refiner.init_weights()
+        self._is_init = True
 
     def train(self, mode: bool = True):
         """Only the refiner ever goes into training mode."""
