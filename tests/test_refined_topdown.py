@@ -253,3 +253,34 @@ def test_loss_targets_are_in_the_frame_predictions_are_mapped_to(checkpoints):
         sample = dataset[i]['data_samples']
         target = RefinedTopdownPoseEstimator._crop_to_image(sample, 'cpu').numpy()
         np.testing.assert_allclose(target, sample.gt_instances.keypoints, rtol=0, atol=0.05)
+
+
+def test_tools_train_trains_the_refiner_from_a_zoo_estimator(checkpoints, tmp_path):
+    """tools/train.py with load_from=ESTIMATOR.pth: no weights fetched, the
+    estimator loaded and unchanged, the refiner trained; the saved
+    checkpoint serves as a refiner checkpoint and as a whole model's."""
+    from mmpose.apis import init_model
+    from mmport.apis import load_refiner
+    cmd = [sys.executable, 'tools/train.py', checkpoints['config'], '--work-dir', str(tmp_path),
+           '--cfg-options', f'load_from={checkpoints["estimator"]}', 'train_cfg.max_epochs=1',
+           'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+           'train_dataloader.persistent_workers=False',
+           'train_dataloader.dataset.data_root=tests/data/coco/',
+           'train_dataloader.dataset.ann_file=test_coco.json',
+           'train_dataloader.dataset.data_prefix.img=', 'val_cfg=None', 'val_dataloader=None',
+           'val_evaluator=None', 'param_scheduler=None']
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trained = str(tmp_path / 'epoch_1.pth')
+    state = torch.load(trained, weights_only=False)['state_dict']
+    est = torch.load(checkpoints['estimator'], weights_only=True)['state_dict']
+    ref = torch.load(checkpoints['refiner'], weights_only=True)['state_dict']
+    for key, value in est.items():  # frozen, BatchNorm statistics included
+        torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(state[f'refiner.{k}'], v) for k, v in ref.items())
+    refiner = load_refiner(trained)
+    for key, value in refiner.state_dict().items():
+        torch.testing.assert_close(value, state[f'refiner.{key}'], rtol=0, atol=0)
+    model = init_model(checkpoints['config'], trained, device='cpu')
+    for key, value in model.state_dict().items():  # refiner.* keys override the config's
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
