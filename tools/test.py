@@ -23,9 +23,9 @@ def parse_args():
         'checkpoint',
         nargs='?',
         default=None,
-        help='checkpoint of the whole model (optional for refined configs, '
-        'whose model.estimator_checkpoint / model.refiner_checkpoint load '
-        'the parts)')
+        help='checkpoint file; for a refined config, an MMPose model-zoo '
+        'estimator checkpoint (the refiner comes from model.refiner_checkpoint '
+        'unless the file holds refiner.* weights too)')
     parser.add_argument(
         '--work-dir', help='the directory to save evaluation results')
     parser.add_argument('--out', help='the file to save metric results.')

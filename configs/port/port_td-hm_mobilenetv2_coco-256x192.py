@@ -1,37 +1,48 @@
 # MMPose's MobileNetV2 COCO top-down model, refined by PORT.
 #
-# The pattern for any top-down config: inherit it, wrap its model.
+# The pattern for any MMPose top-down config: inherit it, change the model's
+# type, name the refiner checkpoint (its architecture and threshold come from
+# it). Test with MMPose's model-zoo estimator checkpoint:
 #   python tools/test.py configs/port/port_td-hm_mobilenetv2_coco-256x192.py \
-#       ESTIMATOR.pth --cfg-options model.refiner_checkpoint=REFINER.pth \
-#       model.test_cfg.score_thr=0.3
-# (or set model.estimator_checkpoint and pass the refiner checkpoint as the
-# positional one). model.refine=False gives the estimator's output unchanged.
+#       ESTIMATOR.pth [--show-dir vis]
+# Options: model.refine=False (the estimator's output unchanged),
+# model.refine_cfg.score_thr=0.4 (the refiner's threshold),
+# model.refiner_checkpoint=OTHER_REFINER.pth. The same config works with
+# mmpose.apis.init_model / inference_topdown and MMPoseInferencer.
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/'
           'td-hm_mobilenetv2_8xb64-210e_coco-256x192.py']
 custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
 
-model = dict(
-    _delete_=True,
-    type='RefinedTopdownPoseEstimator',
-    estimator={{_base_.model}},
-    estimator_checkpoint=None,
-    # e.g. the COCO-17 refiner that `make benchmark` trains on the bundled
-    # COCO subset: work_dirs/benchmark/port_coco17_refiner.pth
-    refiner_checkpoint=None,
-    refine=True,
-    refiner=dict(
-        type='PORTRefiner',
-        metainfo=dict(from_file='configs/_base_/datasets/coco.py'),
-        network=dict(type='PoseRelationTransformer', embed_dim=64, depth=4, num_heads=4,
-                     mlp_ratio=2.0, proj_hops=1, use_scores=True, mask_mode='token'),
-        test_cfg=dict(score_thr=0.3, blend='replace', min_confident=3)),
-    test_cfg=dict())
+# the shipped COCO-17 body refiner (trained keypoints-only by
+# configs/port/port_coco_keypoints-only.py)
+coco17_refiner_checkpoint = 'checkpoints/port_coco17_refiner.pth'
 
-# the estimator is frozen: a refined config trains the refiner on the
-# estimator's own predictions (PoseFix-style) with the base pipeline
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05))
+model = dict(type='RefinedTopdownPoseEstimator', refiner_checkpoint=coco17_refiner_checkpoint)
+
+# --show-dir: one drawing per image (all its people); refined joints get a
+# ring and a line from the estimator's position
+visualizer = dict(type='RefinedPoseLocalVisualizer')
+default_hooks = dict(visualization=dict(type='PerImagePoseVisualizationHook'))
+
 val_evaluator = [
     {{_base_.val_evaluator}},
     dict(type='RefinementMetric', pck_thr=0.05, norm_items=['bbox']),
 ]
 test_evaluator = val_evaluator
+
+# Training this config trains the refiner alone (the estimator is frozen) on
+# the estimator's own predictions:
+#   python tools/train.py CFG --cfg-options load_from=ESTIMATOR.pth
+# MMPose's crop augmentation without heatmap targets (the estimator's loss is
+# not computed); the crop-space ground truth is packed for the refiner's loss.
+train_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='GetBBoxCenterScale'),
+    dict(type='RandomFlip', direction='horizontal'),
+    dict(type='RandomHalfBody'),
+    dict(type='RandomBBoxTransform'),
+    dict(type='TopdownAffine', input_size={{_base_.codec.input_size}}),
+    dict(type='PackPoseInputs', pack_transformed=True),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05))

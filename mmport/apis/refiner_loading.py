@@ -1,5 +1,5 @@
 """Build a trained PORT refiner from its checkpoint alone."""
-from typing import Optional
+from typing import Optional, Union
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -9,28 +9,55 @@ from mmpose.registry import MODELS
 from mmport.utils import InputFileError
 
 
+# models that hold a PORT refiner as their ``refiner`` member
+REFINED_ESTIMATORS = ('RefinedTopdownPoseEstimator', 'RefinedBottomupPoseEstimator')
+
+
+def _read_checkpoint(path: str) -> dict:
+    try:
+        return _load_checkpoint(path, map_location='cpu')
+    except FileNotFoundError:
+        raise InputFileError(path, 'does not exist') from None
+    except Exception as err:  # torch/zip/unpickling errors of a broken file
+        raise InputFileError(path, f'is not a readable checkpoint ({err})') from None
+
+
+def refiner_config_from_model_config(model: dict, path: str) -> dict:
+    """The ``PORTRefiner`` config within a model config: the model itself,
+    or the ``refiner`` of a refined estimator (read from its
+    ``refiner_checkpoint`` when the config names none)."""
+    model = dict(model)
+    if model.get('type') in REFINED_ESTIMATORS:
+        if model.get('refiner'):
+            return dict(model['refiner'])
+        if model.get('refiner_checkpoint'):
+            ref = model['refiner_checkpoint']
+            return refiner_config_from_checkpoint(_read_checkpoint(ref), ref)
+        raise InputFileError(path, 'names neither model.refiner nor model.refiner_checkpoint')
+    if model.get('type') == 'PORTRefiner':
+        return model
+    raise InputFileError(path, f'describes a {model.get("type")}, not a PORT refiner')
+
+
 def refiner_config_from_checkpoint(checkpoint: dict, path: str) -> dict:
     """The ``PORTRefiner`` config stored in a runner checkpoint's metadata."""
     text = checkpoint.get('meta', {}).get('cfg') if isinstance(checkpoint, dict) else None
     if not text:
         raise InputFileError(path, 'holds no config (meta.cfg); pass the refiner config too')
     model = Config.fromstring(text, '.py').model
-    if model.type == 'RefinedTopdownPoseEstimator':
-        return model.refiner.to_dict()
-    if model.type == 'PORTRefiner':
-        return model.to_dict()
-    raise InputFileError(path, f'is a checkpoint of {model.type}, not of a PORT refiner')
+    return refiner_config_from_model_config(model.to_dict(), path)
 
 
-def load_refiner(checkpoint: str, config: Optional[str] = None, device: str = 'cpu'):
+def load_refiner(checkpoint: str, config: Union[str, dict, None] = None, device: str = 'cpu'):
     """Load a ``PORTRefiner`` for inference.
 
     Args:
         checkpoint (str): A checkpoint saved by training a ``PORTRefiner``
-            (or a ``RefinedTopdownPoseEstimator``) with mmengine.
-        config (str, optional): Config file whose ``model`` (or
-            ``model.refiner``) builds the refiner; by default the config saved
-            in the checkpoint.
+            (or a ``RefinedTopdownPoseEstimator``) with mmengine; the keys of
+            a refined estimator's are read under ``refiner.``.
+        config (str | dict, optional): Config file whose ``model`` (or
+            ``model.refiner``) builds the refiner, or the refiner's model
+            config itself; by default the config saved in the checkpoint.
         device (str): Where to put the model.
 
     Returns:
@@ -40,16 +67,12 @@ def load_refiner(checkpoint: str, config: Optional[str] = None, device: str = 'c
         InputFileError: The checkpoint cannot be read or does not fit.
     """
     init_default_scope('mmpose')
-    try:
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    except FileNotFoundError:
-        raise InputFileError(checkpoint, 'does not exist') from None
-    except Exception as err:  # torch/zip/unpickling errors of a broken file
-        raise InputFileError(checkpoint, f'is not a readable checkpoint ({err})') from None
-    if config is not None:
-        model_cfg = Config.fromfile(config).model
-        model_cfg = (model_cfg.refiner if model_cfg.type == 'RefinedTopdownPoseEstimator'
-                     else model_cfg).to_dict()
+    ckpt = _read_checkpoint(checkpoint)
+    if isinstance(config, dict):
+        model_cfg = refiner_config_from_model_config(config, checkpoint)
+    elif config is not None:
+        model_cfg = refiner_config_from_model_config(Config.fromfile(config).model.to_dict(),
+                                                     config)
     else:
         model_cfg = refiner_config_from_checkpoint(ckpt, checkpoint)
     model = MODELS.build(model_cfg)

@@ -1,160 +1,142 @@
 """Any MMPose top-down estimator followed by the PORT refiner."""
 from typing import Dict, Optional
 
-import numpy as np
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import load_checkpoint
+from mmpose.models import TopdownPoseEstimator
 from mmpose.registry import MODELS
 from torch import Tensor
 
 from mmport.structures.normalization import valid_bboxes
-
-
-def _as_tensor(value, device) -> Tensor:
-    return torch.as_tensor(np.asarray(value), dtype=torch.float32, device=device)
+from .refined_estimator_mixin import RefinedEstimatorMixin, as_tensor
 
 
 @MODELS.register_module()
-class RefinedTopdownPoseEstimator(BaseModel):
-    """Runs an MMPose top-down estimator exactly as MMPose does (its own
-    data preprocessor, head, codec and flip test), then refines the
-    low-confidence joints of each predicted instance with a ``PORTRefiner``.
+class RefinedTopdownPoseEstimator(RefinedEstimatorMixin, TopdownPoseEstimator):
+    """An MMPose ``TopdownPoseEstimator`` whose predictions are refined by
+    a ``PORTRefiner``.
 
-    ``pred_instances.keypoints`` hold the refined keypoints;
+    A refined config inherits any MMPose top-down config and changes only
+    the model's type and adds the refiner::
+
+        _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/'
+                  'td-hm_mobilenetv2_8xb64-210e_coco-256x192.py']
+        custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
+        model = dict(type='RefinedTopdownPoseEstimator',
+                     refiner_checkpoint='checkpoints/port_coco17_....pth')
+
+    ``backbone`` / ``neck`` / ``head`` / ``data_preprocessor`` /
+    ``train_cfg`` / ``test_cfg`` keep their MMPose meaning (``test_cfg.
+    flip_test`` is the estimator's flip test), so MMPose model-zoo
+    checkpoints load as they are (``tools/test.py CFG ESTIMATOR.pth``,
+    ``mmpose.apis.init_model``); a checkpoint without ``refiner.*`` keys
+    keeps the refiner loaded from ``refiner_checkpoint``.
+
+    :meth:`predict` runs MMPose's own prediction (codec, flip test), then
+    refines the low-confidence joints of all instances of the batch in one
+    call. ``pred_instances.keypoints`` hold the refined keypoints;
     ``keypoints_init`` / ``keypoint_scores_init`` keep the estimator's, and
     ``refined_mask`` (N, K) tells which joints were replaced. The scores of
     refined joints keep the estimator's values (so COCO's rescoring of
     instances is unchanged by refinement: a refined joint is not claimed to
-    be more certain than the detector said).
+    be more certain than the estimator said).
+
+    The estimator is always frozen: :meth:`loss` trains the refiner on the
+    estimator's own predictions (PoseFix-style); train the estimator with its
+    plain MMPose config.
 
     Args:
-        estimator (dict): Config of the top-down estimator, normally
-            ``_base_.model`` of an ``mmpose::`` config.
-        refiner (dict): Config of the ``PORTRefiner``.
-        estimator_checkpoint (str, optional): Weights of the estimator, loaded
-            at construction (``Runner.test`` never calls ``init_weights``).
-        refiner_checkpoint (str, optional): Weights of the refiner (a
-            checkpoint saved by training a ``PORTRefiner`` or this model).
+        backbone, neck, head, train_cfg, test_cfg, data_preprocessor,
+            init_cfg, metainfo: As ``TopdownPoseEstimator``'s.
+        refiner (dict, optional): Config of the ``PORTRefiner``; by default
+            the one saved in ``refiner_checkpoint``.
+        refiner_checkpoint (str, optional): A refiner checkpoint (mmengine
+            format: ``state_dict`` and the config text in ``meta.cfg``).
         refine (bool): Switch refinement off to get the estimator's output
-            unchanged (``keypoints == keypoints_init``).
-        freeze_estimator (bool): Keep the estimator frozen and in eval mode
-            (BatchNorm statistics untouched). Defaults to True.
-        train_cfg (dict, optional): ``mask_ratio`` (fraction of joints masked
-            at random besides those below ``score_thr``; default 0.3).
-        test_cfg (dict, optional): Overrides of the refiner's ``test_cfg``
-            (``score_thr``, ``blend``, ``min_confident``, ``flip_test``).
-        data_preprocessor (dict, optional): Defaults to the estimator's.
-        init_cfg (dict, optional): mmengine init config.
+            unchanged (``keypoints == keypoints_init``). Defaults to True.
+        refine_cfg (dict, optional): The refiner's own test settings,
+            overriding its ``test_cfg``: ``score_thr``, ``blend``,
+            ``min_confident``, ``flip_test`` (the refiner's mirror averaging),
+            ``chunk_size``.
+        mask_ratio (float): In :meth:`loss`, the fraction of the joints above
+            ``score_thr`` also masked at random. Defaults to 0.3.
     """
 
-    def __init__(self, estimator: dict, refiner: dict,
-                 estimator_checkpoint: Optional[str] = None,
-                 refiner_checkpoint: Optional[str] = None,
-                 refine: bool = True, freeze_estimator: bool = True,
-                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
-        estimator = dict(estimator)
-        if data_preprocessor is None:
-            data_preprocessor = estimator.get('data_preprocessor')
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.estimator = MODELS.build(estimator)
-        self.refiner = MODELS.build(refiner)
-        self.refiner.test_cfg.update(test_cfg or {})
-        self.estimator_checkpoint = estimator_checkpoint
-        self.refiner_checkpoint = refiner_checkpoint
-        self.refine_enabled = refine
-        self.freeze_estimator = freeze_estimator
-        self.train_cfg = {'mask_ratio': 0.3, **(train_cfg or {})}
-        if estimator_checkpoint:
-            load_checkpoint(self.estimator, estimator_checkpoint, map_location='cpu',
-                            strict=True, revise_keys=[(r'^estimator\.', '')])
-        if refiner_checkpoint:
-            load_checkpoint(self.refiner, refiner_checkpoint, map_location='cpu', strict=True,
-                            revise_keys=[(r'^refiner\.', '')])
-        if freeze_estimator:
-            self.estimator.requires_grad_(False)
-            self.estimator.eval()
-
-    @property
-    def test_cfg(self) -> dict:
-        return self.refiner.test_cfg
-
-    def init_weights(self):
-        """Initialise only what no checkpoint was loaded into."""
-        if not self.estimator_checkpoint:
-            self.estimator.init_weights()
-        if not self.refiner_checkpoint:
-            self.refiner.init_weights()
-        self._is_init = True
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze_estimator:
-            self.estimator.eval()
-        return self
-
-    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        if mode == 'predict':
-            return self.predict(inputs, data_samples)
-        if mode == 'tensor':
-            return self.estimator(inputs, data_samples, mode='tensor')
-        raise ValueError(f'invalid mode {mode!r}')
-
-    def _estimate(self, inputs, data_samples) -> list:
-        with torch.set_grad_enabled(not self.freeze_estimator and self.training):
-            was_training = self.estimator.training
-            self.estimator.eval()
-            results = self.estimator.predict(inputs, data_samples)
-            self.estimator.train(was_training and not self.freeze_estimator)
-        return results
-
-    @staticmethod
-    def _gather(results: list, device):
-        """Concatenate all instances: keypoints (N, K, 2), scores (N, K),
-        bboxes (N, 4), and the number of instances per sample."""
-        counts = [len(r.pred_instances.keypoints) for r in results]
-        kpts = [_as_tensor(r.pred_instances.keypoints, device)[..., :2] for r in results]
-        scores = [_as_tensor(r.pred_instances.keypoint_scores, device) for r in results]
-        boxes = [_as_tensor(r.pred_instances.bboxes, device).reshape(-1, 4) for r in results]
-        return torch.cat(kpts), torch.cat(scores), torch.cat(boxes), counts
+    def __init__(self, backbone: dict, neck: Optional[dict] = None,
+                 head: Optional[dict] = None, train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None, metainfo: Optional[dict] = None,
+                 refiner: Optional[dict] = None, refiner_checkpoint: Optional[str] = None,
+                 refine: bool = True, refine_cfg: Optional[dict] = None,
+                 mask_ratio: float = 0.3):
+        super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg,
+                         test_cfg=test_cfg, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg, metainfo=metainfo)
+        self._init_refinement(refiner, refiner_checkpoint, refine, refine_cfg)
+        self.mask_ratio = mask_ratio
 
     def predict(self, inputs: Tensor, data_samples: list) -> list:
-        """Estimate, then refine every predicted instance in one batch."""
-        results = self._estimate(inputs, data_samples)
-        kpts, scores, boxes, counts = self._gather(results, inputs.device)
-        if self.refine_enabled and len(kpts):
-            refined, replaced = self.refiner.refine(kpts, scores, boxes)
-        else:
-            refined, replaced = kpts, torch.zeros_like(scores, dtype=torch.bool)
-        start = 0
-        for result, n in zip(results, counts):
-            pred = result.pred_instances
-            pred.keypoints_init = np.asarray(pred.keypoints)[..., :2].copy()
-            pred.keypoint_scores_init = np.asarray(pred.keypoint_scores).copy()
-            pred.keypoints = refined[start:start + n].cpu().numpy()
-            pred.refined_mask = replaced[start:start + n].cpu().numpy()
-            start += n
-        return results
+        """MMPose's top-down prediction, then every instance refined in one
+        batch (see :meth:`refine_results`).
+
+        Args:
+            inputs (Tensor): Crops (N, C, H, W).
+            data_samples (list[PoseDataSample]): One instance each.
+
+        Returns:
+            list[PoseDataSample]: With refined ``pred_instances``.
+        """
+        return self.refine_results(super().predict(inputs, data_samples))
 
     def loss(self, inputs: Tensor, data_samples: list) -> Dict[str, Tensor]:
         """Train the refiner on the frozen estimator's own predictions:
         joints below ``score_thr`` plus a random ``mask_ratio`` of the others
-        are reconstructed and compared with the ground truth."""
-        results = self._estimate(inputs, [s.clone() for s in data_samples])
-        kpts, scores, boxes, _ = self._gather(results, inputs.device)
-        target = torch.cat([_as_tensor(s.gt_instances.keypoints, inputs.device)[..., :2]
-                            for s in data_samples])
-        visible = torch.cat([_as_tensor(s.gt_instances.keypoints_visible, inputs.device)
+        are reconstructed and compared with the ground truth.
+
+        Predictions and targets are compared in the crop's frame mapped back
+        to image scale (MMPose maps predictions back without the crop's
+        rotation, so the ground truth is taken from ``transformed_keypoints``,
+        packed by ``PackPoseInputs(pack_transformed=True)``, and mapped the
+        same way); the refiner's frame is the instance's box.
+
+        Args:
+            inputs (Tensor): Crops (N, C, H, W) from MMPose's train pipeline.
+            data_samples (list[PoseDataSample]): With ``gt_instances``
+                (``transformed_keypoints``, ``keypoints_visible``, ``bboxes``)
+                and the crop's ``input_center`` / ``input_scale`` /
+                ``input_size`` metainfo.
+
+        Returns:
+            dict[str, Tensor]: The refiner's losses.
+        """
+        device = inputs.device
+        with torch.no_grad():
+            results = TopdownPoseEstimator.predict(self, inputs,
+                                                   [s.clone() for s in data_samples])
+        kpts, scores, boxes, _ = self.gather_instances(results, device)
+        target = torch.cat([self._crop_to_image(s, device) for s in data_samples])
+        visible = torch.cat([as_tensor(s.gt_instances.keypoints_visible, device)
                              for s in data_samples]).reshape(scores.shape) > 0
         ok = valid_bboxes(boxes)
         if not ok.all():
             print_log(f'skipping {(~ok).sum().item()} instances with degenerate boxes',
                       logger='current')
         mask = (scores < self.refiner.test_cfg['score_thr']) | (
-            torch.rand_like(scores) < self.train_cfg['mask_ratio'])
+            torch.rand_like(scores) < self.mask_ratio)
         return self.refiner.pose_loss(kpts[ok], scores[ok], boxes[ok], mask[ok], target[ok],
                                       visible[ok])
+
+    @staticmethod
+    def _crop_to_image(sample, device) -> Tensor:
+        """Ground truth (n, K, 2) mapped from the crop to the image as
+        ``TopdownPoseEstimator.add_pred_to_datasample`` maps predictions."""
+        gt = sample.gt_instances
+        if 'transformed_keypoints' not in gt:
+            raise ValueError('training a refined estimator needs the crop-space ground truth: '
+                             "end the train pipeline with dict(type='PackPoseInputs', "
+                             'pack_transformed=True)')
+        kpts = as_tensor(gt.transformed_keypoints, device)[..., :2]
+        size = as_tensor(sample.metainfo['input_size'], device)
+        center = as_tensor(sample.metainfo['input_center'], device)
+        scale = as_tensor(sample.metainfo['input_scale'], device)
+        return kpts / size * scale + center - 0.5 * scale

@@ -1,0 +1,3 @@
+from .per_image_visualization_hook import PerImagePoseVisualizationHook
+
+__all__ = ['PerImagePoseVisualizationHook']
