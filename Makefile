@@ -14,11 +14,11 @@ setup:
 	@bash tools/setup_env.sh $(VENV)
 
 benchmark: setup
-	$(PY) tools/benchmark_panoptic.py
-	$(PY) tools/benchmark_coco.py
+	$(PY) benchmarks/benchmark_panoptic.py
+	$(PY) benchmarks/benchmark_coco.py
 
 speed: setup
-	$(PY) tools/benchmark_speed.py
+	$(PY) benchmarks/benchmark_speed.py
 
 demo: benchmark
 

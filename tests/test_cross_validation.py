@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mmport.apis import grouped_folds, source_group
+from mmport.datasets import grouped_folds, source_group
 from tests.conftest import PANOPTIC_ANN
 
 
@@ -46,7 +46,7 @@ def test_largest_groups_spread_first():
 
 
 def test_fold_splits_every_fold_validates_once():
-    from mmport.apis.cross_validation_runner import fold_splits
+    from benchmarks.cross_validation import fold_splits
     splits = fold_splits(5, select_thresholds=True)
     final = [s for s in splits if s['kind'] == 'final']
     select = [s for s in splits if s['kind'] == 'select']
@@ -69,7 +69,7 @@ def test_threshold_sweep_through_runners(tmp_path):
     own test at the config's threshold."""
     from mmengine.config import Config
 
-    from mmport.apis.cross_validation_runner import grouped_cross_validation, stack_fields
+    from benchmarks.cross_validation import grouped_cross_validation, stack_fields
     cfg = Config.fromfile('configs/port/port_panoptic-hand2d_keypoints-only.py')
     cfg.train_cfg.max_iters = 3
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,

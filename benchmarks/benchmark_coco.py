@@ -9,7 +9,7 @@ writes ``<work-dir>/coco_subset.json``. Then trains a COCO-17 refiner on the
 whole subset and saves it as ``<work-dir>/port_coco17_refiner.pth`` for
 ``tools/refine_results.py`` and the chained COCO config.
 
-    python tools/benchmark_coco.py [--config CFG] [--work-dir DIR]
+    python benchmarks/benchmark_coco.py [--config CFG] [--work-dir DIR]
 """
 import argparse
 import copy
@@ -23,11 +23,10 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.cross_validation import (experiment_setup,  # noqa: E402
+                                         grouped_cross_validation, stack_fields)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.apis import prepare_runner_cfg  # noqa: E402
-from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
-                                                 grouped_cross_validation,
-                                                 stack_fields)
 from mmport.evaluation import coco_keypoint_ap, pose_errors  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 
 from mmport.evaluation import pose_errors
 from mmport.utils import safe_load_pickle
-from .runner_setup import prepare_runner_cfg
+from mmport.apis import prepare_runner_cfg
 
 
 @dataclass

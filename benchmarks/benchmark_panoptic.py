@@ -10,7 +10,7 @@ predictions. The pooled held-out predictions are scored against the
 detector's. Prints one table; writes ``<work-dir>/panoptic.json`` and
 ``<work-dir>/panoptic_refined_hands.png``.
 
-    python tools/benchmark_panoptic.py [--config CFG] [--work-dir DIR]
+    python benchmarks/benchmark_panoptic.py [--config CFG] [--work-dir DIR]
 """
 import argparse
 import json
@@ -21,10 +21,9 @@ import numpy as np
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.cross_validation import (experiment_setup,  # noqa: E402
+                                         grouped_cross_validation, stack_fields)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
-                                                 grouped_cross_validation,
-                                                 stack_fields)
 from mmport.evaluation.metrics import RefinementMetric  # noqa: E402
 from mmport.visualization import plot_refinements  # noqa: E402
 

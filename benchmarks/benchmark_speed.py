@@ -7,7 +7,7 @@ the refiner next to MMPose's MobileNetV2 and HRNet-W32 top-down models; and
 the wall time of ``tools/test.py`` on MMPose's COCO test images with and
 without refinement (runs alternated, medians compared).
 
-    python tools/benchmark_speed.py [--work-dir DIR] [--checkpoint REFINER.pth]
+    python benchmarks/benchmark_speed.py [--work-dir DIR] [--checkpoint REFINER.pth]
 """
 import argparse
 import json
@@ -120,7 +120,7 @@ def main():
         args.work_dir, 'panoptic', 'fold0',
         f'iter_{Config.fromfile(HAND_CFG).train_cfg.max_iters}.pth')
     if not osp.exists(checkpoint):
-        raise SystemExit(f'{checkpoint} is missing: run tools/benchmark_panoptic.py first '
+        raise SystemExit(f'{checkpoint} is missing: run benchmarks/benchmark_panoptic.py first '
                          '(or pass --checkpoint)')
     refiner = load_refiner(checkpoint)
     k = refiner.num_keypoints
@@ -177,7 +177,7 @@ def main():
     # tools/test.py wall time on MMPose's COCO test images, refinement off / on
     coco_refiner = osp.join(args.work_dir, 'port_coco17_refiner.pth')
     if not osp.exists(coco_refiner):
-        raise SystemExit(f'{coco_refiner} is missing: run tools/benchmark_coco.py first')
+        raise SystemExit(f'{coco_refiner} is missing: run benchmarks/benchmark_coco.py first')
     config = 'configs/port/port_td-hm_mobilenetv2_coco-256x192.py'
     off, on = [], []
     for _ in range(args.repeats):
