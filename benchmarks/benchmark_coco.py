@@ -20,11 +20,11 @@ import sys
 
 import numpy as np
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.cross_validation import (experiment_setup,  # noqa: E402
-                                         grouped_cross_validation, stack_fields)
+from benchmarks.cross_validation import (QuietRunner, experiment_setup,  # noqa: E402
+                                         grouped_cross_validation, log_to_file,
+                                         printed_to_file, stack_fields)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.apis import prepare_runner_cfg  # noqa: E402
 from mmport.evaluation import coco_keypoint_ap, pose_errors  # noqa: E402
@@ -107,7 +107,7 @@ def main():
               f'joints; {result["replaced_joints"]} joints replaced '
               f'({result["occluded_replaced"]} of them occluded); training '
               f'{cv.train_seconds:.0f} s')
-    logger.info('COCO-17 benchmark (synthesised detector errors):\n' + table)
+    log_to_file(logger, 'COCO-17 benchmark (synthesised detector errors):\n' + table)
 
     # a COCO-17 refiner trained on the whole subset, for users
     full = copy.deepcopy(cfg)
@@ -116,7 +116,11 @@ def main():
     full.val_cfg = full.val_dataloader = full.val_evaluator = None
     full.test_cfg = full.test_dataloader = full.test_evaluator = None
     full.randomness = dict(seed=args.seed)
-    Runner.from_cfg(prepare_runner_cfg(full)).train()
+    logger.info(f'training the COCO-17 refiner on all {args.num_folds} folds (log: '
+                f'{full.work_dir})')
+    runner = QuietRunner.from_cfg(prepare_runner_cfg(full))
+    with printed_to_file(full.work_dir):
+        runner.train()
     ckpt = osp.join(args.work_dir, 'port_coco17_refiner.pth')
     shutil.copy(osp.join(full.work_dir, f'iter_{full.train_cfg.max_iters}.pth'), ckpt)
     print(f'\nCOCO-17 benchmark (bundled val2017 subset, synthesised detector errors)\n{table}\n'

@@ -22,7 +22,8 @@ from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.cross_validation import (experiment_setup,  # noqa: E402
-                                         grouped_cross_validation, stack_fields)
+                                         grouped_cross_validation, log_to_file,
+                                         stack_fields)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.evaluation.metrics import RefinementMetric  # noqa: E402
 from mmport.visualization import plot_refinements  # noqa: E402
@@ -97,7 +98,7 @@ def main():
     with open(out_json, 'w') as f:
         json.dump(result, f, indent=2)
     table = format_table(result)
-    logger.info('Panoptic benchmark, real MobileNetV2 predictions:\n' + table)
+    log_to_file(logger, 'Panoptic benchmark, real MobileNetV2 predictions:\n' + table)
 
     # three hands refinement helped most and three it hurt most
     init, refined, gt, replaced = stack_fields(
