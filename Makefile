@@ -14,11 +14,11 @@ setup:
 	@bash tools/setup_env.sh $(VENV)
 
 benchmark: setup
-	$(PY) benchmarks/benchmark_panoptic.py
-	$(PY) benchmarks/benchmark_coco.py
+	$(PY) -m benchmarks.benchmark_panoptic
+	$(PY) -m benchmarks.benchmark_coco
 
 speed: setup
-	$(PY) benchmarks/benchmark_speed.py
+	$(PY) -m benchmarks.benchmark_speed
 
 demo: benchmark
 

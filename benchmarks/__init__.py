@@ -2,5 +2,6 @@
 Runners, the benchmarks and the threshold sweep.
 
 Not part of the installed plugin (``pyproject.toml`` packages ``mmport*``
-only): run from a checkout, e.g. ``python benchmarks/benchmark_panoptic.py``.
+only): run from the root of a checkout as modules, e.g.
+``python -m benchmarks.benchmark_panoptic``.
 """

@@ -9,25 +9,23 @@ writes ``<work-dir>/coco_subset.json``. Then trains a COCO-17 refiner on the
 whole subset and saves it as ``<work-dir>/port_coco17_refiner.pth`` for
 ``tools/refine_results.py`` and the chained COCO config.
 
-    python benchmarks/benchmark_coco.py [--config CFG] [--work-dir DIR]
+    python -m benchmarks.benchmark_coco [--config CFG] [--work-dir DIR]
 """
 import argparse
 import copy
 import json
 import os.path as osp
 import shutil
-import sys
 
 import numpy as np
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.cross_validation import (QuietRunner, experiment_setup,  # noqa: E402
+from benchmarks.cross_validation import (QuietRunner, experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          printed_to_file, stack_fields)
-import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis import prepare_runner_cfg  # noqa: E402
-from mmport.evaluation import coco_keypoint_ap, pose_errors  # noqa: E402
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.apis import prepare_runner_cfg
+from mmport.evaluation import coco_keypoint_ap, pose_errors
 
 
 def parse_args():

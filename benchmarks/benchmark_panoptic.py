@@ -10,23 +10,21 @@ predictions. The pooled held-out predictions are scored against the
 detector's. Prints one table; writes ``<work-dir>/panoptic.json`` and
 ``<work-dir>/panoptic_refined_hands.png``.
 
-    python benchmarks/benchmark_panoptic.py [--config CFG] [--work-dir DIR]
+    python -m benchmarks.benchmark_panoptic [--config CFG] [--work-dir DIR]
 """
 import argparse
 import json
 import os.path as osp
-import sys
 
 import numpy as np
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.cross_validation import (experiment_setup,  # noqa: E402
+from benchmarks.cross_validation import (experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          stack_fields)
-import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.evaluation.metrics import RefinementMetric  # noqa: E402
-from mmport.visualization import plot_refinements  # noqa: E402
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.evaluation.metrics import RefinementMetric
+from mmport.visualization import plot_refinements
 
 MOBILENETV2_PARAMS = 9.57e6  # MMPose's MobileNetV2 top-down hand model
 KEYS = ('EPE', 'PCKh@0.7', 'AUC', 'EPE_replaced')

@@ -20,9 +20,9 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
+from mmport.apis import prepare_runner_cfg
 from mmport.evaluation import pose_errors
 from mmport.utils import safe_load_pickle
-from mmport.apis import prepare_runner_cfg
 
 
 class _OncePerProcess(logging.Filter):
