@@ -20,7 +20,7 @@ import shutil
 import numpy as np
 from mmengine.config import DictAction
 
-from benchmarks.cross_validation import (QuietRunner, experiment_setup,
+from benchmarks.cross_validation import (build_quiet_runner, experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          printed_to_file, stack_fields)
 import mmport  # noqa: F401  (registers mmport's modules)
@@ -116,7 +116,7 @@ def main():
     full.randomness = dict(seed=args.seed)
     logger.info(f'training the COCO-17 refiner on all {args.num_folds} folds (log: '
                 f'{full.work_dir})')
-    runner = QuietRunner.from_cfg(prepare_runner_cfg(full))
+    runner = build_quiet_runner(prepare_runner_cfg(full))
     with printed_to_file(full.work_dir):
         runner.train()
     ckpt = osp.join(args.work_dir, 'port_coco17_refiner.pth')

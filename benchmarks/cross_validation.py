@@ -55,13 +55,24 @@ class QuietRunner(Runner):
 
 
 @contextlib.contextmanager
-def printed_to_file(work_dir: str):
-    """Send what libraries print (xtcocotools' 'loading annotations',
-    mmengine's 'Loads checkpoint') to ``<work_dir>/stdout.log`` instead of
-    the console (loggers keep the streams they were built with)."""
+def printed_to_file(work_dir: str, stdout: bool = True):
+    """Send what libraries print while a Runner is built or runs to
+    ``<work_dir>/printed.log`` instead of the console: Python warnings
+    (stderr; MMPose's visualizer resets the warning filters, so every Runner
+    repeats them) and, with ``stdout``, prints (xtcocotools' 'loading
+    annotations', mmengine's 'Loads checkpoint'). Build Runners with
+    ``stdout=False``: their logger's console handler takes ``sys.stdout``
+    when it is created."""
     os.makedirs(work_dir, exist_ok=True)
-    with open(osp.join(work_dir, 'stdout.log'), 'a') as f, contextlib.redirect_stdout(f):
+    with open(osp.join(work_dir, 'printed.log'), 'a') as f, contextlib.redirect_stderr(f), \
+            (contextlib.redirect_stdout(f) if stdout else contextlib.nullcontext()):
         yield
+
+
+def build_quiet_runner(cfg: Config) -> 'QuietRunner':
+    """``QuietRunner.from_cfg(cfg)``, its warnings to ``cfg.work_dir``."""
+    with printed_to_file(cfg.work_dir, stdout=False):
+        return QuietRunner.from_cfg(cfg)
 
 
 @dataclass
@@ -227,7 +238,7 @@ def _train_job(job: dict) -> dict:
     folds and save the checkpoint that is tested afterwards.
     """
     torch.set_num_threads(job['threads'])
-    runner = QuietRunner.from_cfg(job['cfg'])
+    runner = build_quiet_runner(job['cfg'])
     start = time.perf_counter()
     with printed_to_file(job['cfg'].work_dir):
         runner.train()
@@ -323,7 +334,7 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
         test_cfg = copy.deepcopy(jobs[fold]['cfg'])
         test_cfg.model.test_cfg.score_thr = thr
         test_cfg.load_from = osp.join(test_cfg.work_dir, f'iter_{test_cfg.train_cfg.max_iters}.pth')
-        runner = QuietRunner.from_cfg(test_cfg)
+        runner = build_quiet_runner(test_cfg)
         with printed_to_file(test_cfg.work_dir):
             runner.test()
         samples = safe_load_pickle(osp.join(test_cfg.work_dir, 'predictions.pkl'))

@@ -85,7 +85,7 @@ def test_threshold_sweep_through_runners(tmp_path, capfd):
     assert 'training 1/2 done' in lines[0] and 'fold 1: 423 held-out samples' in lines[3]
     runner_logs = ''.join(f.read_text() for f in tmp_path.glob('fold0/*/*.log'))
     assert 'Config:' in runner_logs and 'Hooks will be executed' in runner_logs
-    assert 'loading annotations' in (tmp_path / 'fold0' / 'stdout.log').read_text()
+    assert 'loading annotations' in (tmp_path / 'fold0' / 'printed.log').read_text()
     assert (tmp_path / 'cv.log').read_text().count('held-out samples') == 2
     init, refined, scores = stack_fields(cv.samples, 'pred_instances.keypoints_init',
                                          'pred_instances.keypoints',
