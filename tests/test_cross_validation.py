@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mmport.apis import grouped_folds, source_group
+from mmport.datasets import grouped_folds, source_group
 from tests.conftest import PANOPTIC_ANN
 
 
@@ -46,7 +46,7 @@ def test_largest_groups_spread_first():
 
 
 def test_fold_splits_every_fold_validates_once():
-    from mmport.apis.cross_validation_runner import fold_splits
+    from benchmarks.cross_validation import fold_splits
     splits = fold_splits(5, select_thresholds=True)
     final = [s for s in splits if s['kind'] == 'final']
     select = [s for s in splits if s['kind'] == 'select']
@@ -63,20 +63,30 @@ def test_fold_splits_every_fold_validates_once():
     assert len(fold_splits(2, select_thresholds=False)) == 2
 
 
-def test_threshold_sweep_through_runners(tmp_path):
+def test_threshold_sweep_through_runners(tmp_path, capfd):
     """Two-fold cross-validation with a few iterations: the sweep refines
     every held-out hand at each threshold, consistently with the runner's
-    own test at the config's threshold."""
-    from mmengine.config import Config
-
-    from mmport.apis.cross_validation_runner import grouped_cross_validation, stack_fields
-    cfg = Config.fromfile('configs/port/port_panoptic-hand2d_keypoints-only.py')
-    cfg.train_cfg.max_iters = 3
+    own test at the config's threshold. The console shows one line per
+    training and fold; the Runners' full logs stay in their work dirs."""
+    from benchmarks.cross_validation import (experiment_setup, grouped_cross_validation,
+                                             stack_fields)
+    cfg, logger = experiment_setup('configs/port/port_panoptic-hand2d_keypoints-only.py',
+                                   dict(train_cfg=dict(max_iters=3)), str(tmp_path), 'cv')
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                                 end=3)]
     cfg.train_dataloader.batch_size = 16
+    capfd.readouterr()
     cv = grouped_cross_validation(cfg, str(tmp_path), num_folds=2, thr_candidates=None,
-                                  sweep_thresholds=[0.2, 0.4])
+                                  sweep_thresholds=[0.2, 0.4], logger=logger)
+    console = capfd.readouterr().out.splitlines()
+    # besides warnings (each distinct one once per process): 2 trainings, 2 folds
+    lines = [line for line in console if ' - WARNING - ' not in line]
+    assert len(lines) == 4 and len(console) <= 8, console
+    assert 'training 1/2 done' in lines[0] and 'fold 1: 423 held-out samples' in lines[3]
+    runner_logs = ''.join(f.read_text() for f in tmp_path.glob('fold0/*/*.log'))
+    assert 'Config:' in runner_logs and 'Hooks will be executed' in runner_logs
+    assert 'loading annotations' in (tmp_path / 'fold0' / 'printed.log').read_text()
+    assert (tmp_path / 'cv.log').read_text().count('held-out samples') == 2
     init, refined, scores = stack_fields(cv.samples, 'pred_instances.keypoints_init',
                                          'pred_instances.keypoints',
                                          'pred_instances.keypoint_scores_init')

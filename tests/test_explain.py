@@ -1,12 +1,15 @@
-"""The explain tool and PORTRefiner.explain on a real hand and a real body."""
+"""mmport.apis.explain_refinement (tools/explain_refinement.py) and
+PORTRefiner.explain on a real hand and a real body."""
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
-from mmport.apis import load_refiner
+from mmport.apis import explain_refinement, load_refiner
+from mmport.utils import MMPortError
 from mmport.datasets.transforms import SynthesizePoseErrors
 from tests.conftest import PANOPTIC_ANN, PANOPTIC_PRED, REPO
 
@@ -24,20 +27,27 @@ def test_attention_rows_are_distributions(hand_ckpt):
     torch.testing.assert_close(refined, refiner.refine(kpts, scores, boxes, 0.5)[0])
 
 
-def _run(*args):
-    proc = subprocess.run([sys.executable, 'tools/explain_refinement.py', *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return proc.stdout
-
-
 def test_explain_a_real_hand_on_its_image(tmp_path, hand_ckpt):
     out = tmp_path / 'hand.png'
-    log = _run(PANOPTIC_PRED, '--checkpoint', hand_ckpt, '--ann', PANOPTIC_ANN, '--image',
-               'ex2_2.flv_000040_l', '--image-root', 'tests/data/panoptic', '--out', str(out),
-               '--score-thr', '0.5')
-    assert 'most attended' in log
+    proc = subprocess.run(
+        [sys.executable, 'tools/explain_refinement.py', PANOPTIC_PRED, '--checkpoint',
+         hand_ckpt, '--ann', PANOPTIC_ANN, '--image', 'ex2_2.flv_000040_l', '--image-root',
+         'tests/data/panoptic', '--out', str(out), '--score-thr', '0.5'],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert out.stat().st_size > 20_000
+    explanation = explain_refinement(PANOPTIC_PRED, hand_ckpt, str(tmp_path / 'again.png'),
+                                     PANOPTIC_ANN, 'ex2_2.flv_000040_l',
+                                     image_root='tests/data/panoptic', score_thr=0.5)
+    # the tool prints the function's summary (up to the file name)
+    assert explanation.summary().split(': ', 1)[1] in proc.stdout
+    assert 'most attended' in proc.stdout
+    assert explanation.score < 0.5 and explanation.moved > 0
+    assert explanation.attention.shape == (21,)
+    np.testing.assert_allclose(explanation.attention.sum(), 1, rtol=1e-5)
+    assert explanation.joint not in explanation.most_attended()
+    with pytest.raises(MMPortError, match='no instance of an image matching'):
+        explain_refinement(PANOPTIC_PRED, hand_ckpt, str(tmp_path / 'x.png'), image='nowhere')
 
 
 def test_explain_a_real_body(tmp_path, coco_ckpt):
@@ -63,6 +73,7 @@ def test_explain_a_real_body(tmp_path, coco_ckpt):
     path = tmp_path / 'body.json'
     path.write_text(json.dumps(recs))
     out = tmp_path / 'body.png'
-    log = _run(str(path), '--checkpoint', coco_ckpt, '--ann', COCO_ANN, '--image',
-               '000000000785.jpg', '--image-root', 'tests/data/coco', '--out', str(out))
-    assert 'most attended' in log and out.stat().st_size > 20_000
+    explanation = explain_refinement(str(path), coco_ckpt, str(out), COCO_ANN,
+                                     '000000000785.jpg', image_root='tests/data/coco')
+    assert 'most attended' in explanation.summary() and out.stat().st_size > 20_000
+    assert explanation.joint_names[0] == 'nose' and len(explanation.attention) == 17

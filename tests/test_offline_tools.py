@@ -1,5 +1,6 @@
-"""tools/refine_results.py, tools/export_onnx.py and checkpoint loading, with
-refiners trained for a few iterations through the Runner."""
+"""Offline refinement (mmport.apis.refine_results_file, behind
+tools/refine_results.py), ONNX export and checkpoint loading, with refiners
+trained for a few iterations through the Runner."""
 import json
 import os
 import pickle
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmport.apis import load_refiner
+from mmport.apis import load_refiner, refine_results_file
 from mmport.datasets import load_pose_results
 from mmport.evaluation import coco_keypoint_ap
 from mmport.utils import InputFileError
@@ -45,10 +46,13 @@ def _coco_results(tmp_path, n=60):
 def test_refine_results_round_trips_coco_json(tmp_path, coco_ckpt):
     path, recs = _coco_results(tmp_path)
     out = tmp_path / 'refined.json'
-    rc, log = _run_tool('tools/refine_results.py', str(path), '--ann', COCO_ANN,
-                        '--checkpoint', coco_ckpt, '--out', str(out), '--score-thr', '0.3')
-    assert rc == 0, log
-    assert 'COCO AP' in log and 'EPE' in log
+    report = refine_results_file(str(path), coco_ckpt, str(out), ann=COCO_ANN, score_thr=0.3)
+    assert report.score_thr == 0.3 and len(recs) // 2 < report.matched <= len(recs)
+    assert report.coco_ap['instances'] == len(recs)
+    for name in ('EPE', 'EPE_replaced'):
+        assert report.errors['init'][name] > 0 and report.errors['refined'][name] > 0
+    summary = report.summary()
+    assert f'{out}: {len(recs)} instances' in summary and 'COCO AP (60 instances)' in summary
     refined = json.loads(out.read_text())
     assert len(refined) == len(recs)
     changed = 0
@@ -59,7 +63,10 @@ def test_refine_results_round_trips_coco_json(tmp_path, coco_ckpt):
         moved = ~np.isclose(ka[:, :2], kb[:, :2]).all(1)
         assert not (moved & (ka[:, 2] >= 0.3)).any()  # confident joints never move
         changed += moved.sum()
-    assert changed > 0
+    assert changed == report.replaced.sum() > 0
+    np.testing.assert_allclose(
+        np.array([r['keypoints'] for r in refined]).reshape(-1, 17, 3)[..., :2], report.refined,
+        rtol=0, atol=1e-9)
     # the output loads in xtcocotools' COCOeval
     ap = coco_keypoint_ap(COCO_ANN, refined, np.full(17, 0.05))
     assert 0 <= ap['AP'] <= 1
@@ -67,20 +74,38 @@ def test_refine_results_round_trips_coco_json(tmp_path, coco_ckpt):
 
 def test_refine_results_mmpose0_pickle_with_real_predictions(tmp_path, hand_ckpt):
     out = tmp_path / 'refined.pkl'
-    rc, log = _run_tool('tools/refine_results.py', PANOPTIC_PRED, '--ann', PANOPTIC_ANN,
-                        '--checkpoint', hand_ckpt, '--out', str(out))
-    assert rc == 0, log
-    assert 'matched 846 of 846' in log
+    report = refine_results_file(PANOPTIC_PRED, load_refiner(hand_ckpt), str(out),
+                                 ann=PANOPTIC_ANN)
+    assert report.matched == 846 and not report.coco_ap  # no COCO AP of a pickle
+    assert 'matched 846 of 846' in report.summary()
     before, after = load_pose_results(PANOPTIC_PRED), load_pose_results(str(out))
     assert after.format == 'mmpose0_test_pickle' and len(after) == 846
     np.testing.assert_array_equal(before.keypoint_scores, after.keypoint_scores)
     assert before.image_keys == after.image_keys
+    np.testing.assert_allclose(after.keypoints, report.refined, atol=1e-4)  # float32 file
+    # without out: the same refinement, nothing written
+    again = refine_results_file(PANOPTIC_PRED, hand_ckpt, ann=PANOPTIC_ANN)
+    np.testing.assert_array_equal(again.replaced, report.replaced)
+    assert again.out is None and again.errors == report.errors
+
+
+def test_refine_results_tool_is_the_function(tmp_path, hand_ckpt):
+    out = tmp_path / 'refined.pkl'
+    rc, log = _run_tool('tools/refine_results.py', PANOPTIC_PRED, '--ann', PANOPTIC_ANN,
+                        '--checkpoint', hand_ckpt, '--out', str(out), '--score-thr', '0.4')
+    assert rc == 0, log
+    report = refine_results_file(PANOPTIC_PRED, hand_ckpt, str(out), ann=PANOPTIC_ANN,
+                                 score_thr=0.4)
+    assert report.summary() in log
 
 
 def test_checkpoint_of_another_skeleton_is_refused(tmp_path, coco_ckpt):
+    with pytest.raises(InputFileError, match='has 21 keypoints per instance, the refiner'):
+        refine_results_file(PANOPTIC_PRED, coco_ckpt, str(tmp_path / 'x.pkl'))
+    assert not (tmp_path / 'x.pkl').exists()
     rc, log = _run_tool('tools/refine_results.py', PANOPTIC_PRED, '--checkpoint', coco_ckpt,
                         '--out', str(tmp_path / 'x.pkl'))
-    assert rc == 2
+    assert rc == 2  # the tool: one error line, no traceback
     assert 'has 21 keypoints per instance, the refiner' in log and 'Traceback' not in log
     assert not (tmp_path / 'x.pkl').exists()
 
@@ -149,8 +174,11 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
     flipped, _ = refiner.refine(*(torch.from_numpy(a) for a in (kpts, scores, boxes)))
     assert np.abs(onnx_out - flipped.numpy()).max() < 1e-3
     assert np.abs(flipped.numpy() - ref.numpy()).max() > 0.1  # it did change the output
+    from mmport.deployment import compare_onnx_with_pytorch
+    err, masks_equal = compare_onnx_with_pytorch(refiner, str(tmp_path / 'flip.onnx'))
+    assert err < 1e-3 and masks_equal
     rc, log = _run_tool('tools/export_onnx.py', hand_ckpt, '--out', str(tmp_path / 'b.onnx'))
-    assert rc == 0 and 'max abs error' in log, log
+    assert rc == 0 and 'max abs error' in log and 'masks equal: True' in log, log
 
 
 def test_openvino_refiner_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):

@@ -16,13 +16,22 @@ VENV="${1:-${VENV:-$HERE/.venv}}"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-TORCH_VERSION=2.14.0
-TORCHVISION_VERSION=0.29.2
-MMENGINE_VERSION=0.10.7
-MMCV_VERSION=2.1.0
-MMDET_VERSION=3.3.0
-MMPOSE_VERSION=1.3.2
-XTCOCOTOOLS_VERSION=1.14.3
+# The exact versions of the OpenMMLab stack live in requirements/openmmlab.txt
+# (pyproject.toml gives the ranges mmport accepts).
+PINS="$HERE/requirements/openmmlab.txt"
+pin() {
+  local version
+  version="$(sed -n "s/^$1==\([^[:space:]#]*\).*/\1/p" "$PINS")"
+  [[ -n "$version" ]] || { echo "[setup] no '$1==VERSION' line in $PINS" >&2; return 1; }
+  echo "$version"
+}
+TORCH_VERSION="$(pin torch)"
+TORCHVISION_VERSION="$(pin torchvision)"
+MMENGINE_VERSION="$(pin mmengine)"
+MMCV_VERSION="$(pin mmcv)"
+MMDET_VERSION="$(pin mmdet)"
+MMPOSE_VERSION="$(pin mmpose)"
+XTCOCOTOOLS_VERSION="$(pin xtcocotools)"
 
 stamp_inputs() {
   cat "$HERE/tools/setup_env.sh" "$HERE/requirements/"*.txt "$HERE/pyproject.toml"

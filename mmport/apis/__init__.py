@@ -1,6 +1,8 @@
-from .cross_validation import grouped_folds, source_group
+from .offline_refinement import BBOX_SOURCES, OfflineRefinementReport, refine_results_file
+from .refinement_explanation import RefinementExplanation, explain_refinement
 from .refiner_loading import load_refiner, refiner_config_from_checkpoint
 from .runner_setup import finish_cpu_distributed_run, prepare_runner_cfg
 
-__all__ = ['grouped_folds', 'source_group', 'prepare_runner_cfg', 'finish_cpu_distributed_run',
-           'load_refiner', 'refiner_config_from_checkpoint']
+__all__ = ['prepare_runner_cfg', 'finish_cpu_distributed_run', 'load_refiner',
+           'refiner_config_from_checkpoint', 'refine_results_file', 'OfflineRefinementReport',
+           'BBOX_SOURCES', 'explain_refinement', 'RefinementExplanation']

@@ -7,15 +7,17 @@ import pickle
 import tempfile
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 
-from mmport.datasets.prediction_files import PoseResults
+from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.datasets.transforms.loading import box_iou
-from mmport.utils import InputFileError
+from mmport.evaluation import coco_keypoint_ap, refinement_report
+from mmport.utils import InputFileError, safe_load_pickle
+from .refiner_loading import load_refiner
 
 
 @dataclass
@@ -204,3 +206,148 @@ def encode_results(results: PoseResults, source, refined: np.ndarray,
             mask[extra['instance']] = replaced[n]
             pred['refined_mask'] = mask
     return pickle.dumps(out)
+
+
+@dataclass
+class OfflineRefinementReport:
+    """What :func:`refine_results_file` did.
+
+    Attributes:
+        results_file (str): The refined results file.
+        out (str, optional): The written refined file (None: not written).
+        score_thr (float): Confidence threshold used.
+        refined (np.ndarray): (N, K, 2) refined keypoints, N instances of
+            the results file in its order.
+        replaced (np.ndarray): bool (N, K), the joints the refiner replaced.
+        unchanged (int): Instances with a joint below the threshold that
+            passed through unchanged (degenerate box, non-finite values or
+            too few confident joints).
+        matched (int, optional): Instances matched to a ground-truth
+            annotation (with ``ann``).
+        errors (dict): With ground truth of the refiner's skeleton:
+            ``'init'`` / ``'refined'`` -> :func:`refinement_report` entries
+            (``EPE``, ``EPE_replaced``, ...) over the matched instances.
+        coco_ap (dict): For COCO json results of a skeleton with sigmas:
+            ``'init'`` / ``'refined'`` AP and ``'instances'`` scored.
+    """
+    results_file: str
+    out: Optional[str]
+    score_thr: float
+    refined: np.ndarray
+    replaced: np.ndarray
+    unchanged: int
+    matched: Optional[int] = None
+    errors: Dict[str, dict] = field(default_factory=dict)
+    coco_ap: Dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The report as the lines ``tools/refine_results.py`` prints."""
+        n = len(self.replaced)
+        lines = [f'{self.out or self.results_file}: {n} instances, {int(self.replaced.sum())} '
+                 f'joints of {int(self.replaced.any(1).sum()) if n else 0} instances refined '
+                 f'(threshold {self.score_thr}); {self.unchanged} instances with '
+                 'low-confidence joints passed through unchanged (degenerate box, non-finite '
+                 'values or too few confident joints)']
+        if self.errors:
+            lines.append(f'matched {self.matched} of {n} instances to ground truth')
+            for name in ('EPE', 'EPE_replaced'):
+                lines.append(f'  {name}: {self.errors["init"][name]:.3f} -> '
+                             f'{self.errors["refined"][name]:.3f}')
+        if self.coco_ap:
+            lines.append(f'  COCO AP ({self.coco_ap["instances"]} instances): '
+                         f'{self.coco_ap["init"]:.4f} -> {self.coco_ap["refined"]:.4f}')
+        return '\n'.join(lines)
+
+
+def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
+                        out: Optional[str] = None, ann: Optional[str] = None,
+                        score_thr: Optional[float] = None, config: Optional[str] = None,
+                        bbox_source: str = 'auto', device: str = 'cpu') -> OfflineRefinementReport:
+    """Refine the results file of any pose estimation method with a PORT
+    refiner (offline, PoseFix-style).
+
+    Args:
+        results (str): A COCO keypoint results json (image_id, category_id,
+            keypoints, score), an MMPose ``tools/test.py --dump`` pickle or an
+            MMPose 0.x test output pickle. Pickles are read with a restricted
+            unpickler (numpy and builtin data only).
+        checkpoint (str | PORTRefiner): A refiner checkpoint, or a loaded
+            refiner.
+        out (str, optional): Where to write the refined results, in the
+            format of ``results`` (atomically). None: nothing is written.
+        ann (str, optional): A COCO-style annotation file: each instance is
+            framed by its matched annotation's box, and the report holds
+            before/after errors (and COCO keypoint AP for json results of a
+            skeleton with sigmas, e.g. 17-joint bodies).
+        score_thr (float, optional): Confidence threshold; default: the
+            refiner's.
+        config (str, optional): Refiner config, if the checkpoint holds none.
+        bbox_source (str): Frame of each instance, one of ``BBOX_SOURCES``
+            (see :func:`refiner_boxes`).
+        device (str): Device of the refiner.
+
+    Returns:
+        OfflineRefinementReport: The refined keypoints and what changed.
+
+    Raises:
+        InputFileError: An unreadable file, or results of another skeleton
+            than the refiner's.
+    """
+    poses = load_pose_results(results)
+    refiner = (load_refiner(checkpoint, config, device) if isinstance(checkpoint, str)
+               else checkpoint)
+    thr = refiner.test_cfg['score_thr'] if score_thr is None else score_thr
+    if len(poses) and poses.keypoints.shape[1] != refiner.num_keypoints:
+        name = f'refiner {checkpoint}' if isinstance(checkpoint, str) else 'refiner'
+        raise InputFileError(results, f'has {poses.keypoints.shape[1]} keypoints per '
+                             f'instance, the {name} {refiner.num_keypoints}')
+    coco = load_coco_annotations(ann) if ann else None
+    match = match_ground_truth(poses, coco) if coco else None
+    boxes = refiner_boxes(poses, match, thr, bbox_source)
+    if len(poses):
+        refined, replaced = refine_arrays(refiner, poses.keypoints, poses.keypoint_scores,
+                                          boxes, thr)
+    else:  # an empty results file gives an empty refined file
+        refined, replaced = poses.keypoints, np.zeros(poses.keypoint_scores.shape, bool)
+    source = None
+    if out is not None or coco is not None:
+        if poses.format == 'coco_json':
+            with open(results) as f:
+                source = json.load(f)
+        else:
+            source = safe_load_pickle(results)
+    if out is not None:
+        atomic_write(out, encode_results(poses, source, refined, replaced))
+    low = (poses.keypoint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
+    report = OfflineRefinementReport(results, out, thr, refined, replaced,
+                                     int((low & ~replaced.any(1)).sum()))
+    if match is None or not (match.ann_index >= 0).any():
+        return report
+
+    m = match.ann_index >= 0
+    anns = [match.annotations[a] for a in match.ann_index[m]]
+    gt = np.array([a['keypoints'] for a in anns], np.float64).reshape(len(anns), -1, 3)
+    if gt.shape[1] == refiner.num_keypoints:
+        report.matched = int(m.sum())
+        report.errors = refinement_report(poses.keypoints[m], refined[m], gt[..., :2],
+                                          gt[..., 2] > 0, replaced[m], gt[..., 2] == 1)
+    sigmas = refiner.metainfo.get('sigmas')
+    if poses.format == 'coco_json' and sigmas is not None and len(sigmas) == gt.shape[1]:
+        # records of the annotation file's images with finite values only
+        # (COCOeval asserts the former and cannot score the rest)
+        image_ids = {img['id'] for img in coco['images']}
+        keep = [i for i, r in enumerate(source) if r.get('image_id') in image_ids
+                and np.isfinite(poses.keypoints[i]).all()
+                and np.isfinite(poses.keypoint_scores[i]).all()
+                and np.isfinite(poses.scores[i])]
+
+        def records(kpts):
+            return [dict(image_id=source[i]['image_id'],
+                         category_id=source[i].get('category_id', 1),
+                         score=float(poses.scores[i]),
+                         keypoints=np.concatenate([kpts[i], poses.keypoint_scores[i][:, None]],
+                                                  1).reshape(-1).tolist()) for i in keep]
+        report.coco_ap = dict(init=coco_keypoint_ap(coco, records(poses.keypoints), sigmas)['AP'],
+                              refined=coco_keypoint_ap(coco, records(refined), sigmas)['AP'],
+                              instances=len(keep))
+    return report

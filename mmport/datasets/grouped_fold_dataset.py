@@ -6,7 +6,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmpose.registry import DATASETS
 
-from mmport.apis.cross_validation import grouped_folds, source_group
+from .grouped_folds import grouped_folds, source_group
 
 
 @DATASETS.register_module()
@@ -14,7 +14,7 @@ class GroupedFoldDataset:
     """The samples of some folds of a grouped K-fold split of an MMPose dataset.
 
     Samples are grouped by their source video / image
-    (:func:`mmport.apis.cross_validation.source_group` of ``img_path``), so no
+    (:func:`mmport.datasets.source_group` of ``img_path``), so no
     source appears in two folds, and folds are balanced in size. Training on
     fold f's complement is ``folds=[all but f]``, testing ``folds=[f]``.
 

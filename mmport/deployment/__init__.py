@@ -1,4 +1,4 @@
-from .onnx_export import RefinerForExport, export_onnx
+from .onnx_export import RefinerForExport, compare_onnx_with_pytorch, export_onnx
 from .openvino_refiner import OpenVINORefiner
 
-__all__ = ['RefinerForExport', 'export_onnx', 'OpenVINORefiner']
+__all__ = ['RefinerForExport', 'export_onnx', 'compare_onnx_with_pytorch', 'OpenVINORefiner']

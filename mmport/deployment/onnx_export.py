@@ -1,6 +1,8 @@
 """Export a PORT refiner, test-time rule included, to ONNX."""
 import io
+from typing import Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -50,3 +52,33 @@ def export_onnx(refiner, out_file: str, score_thr: float = None, opset: int = 17
                                         META_NUM_KEYPOINTS: str(k)})
     onnx.save(model, out_file)
     return out_file
+
+
+def compare_onnx_with_pytorch(refiner, onnx_file: str, score_thr: float = None,
+                              num_poses: int = 64, seed: int = 0) -> Tuple[float, bool]:
+    """Run ``onnx_file`` in onnxruntime and ``refiner`` in PyTorch on random
+    poses in a 200 px box.
+
+    Args:
+        refiner (PORTRefiner): The exported refiner.
+        onnx_file (str): Its export.
+        score_thr (float, optional): The threshold it was exported with
+            (default: the refiner's).
+        num_poses (int): Poses compared.
+        seed (int): Seed of the random poses.
+
+    Returns:
+        tuple: The largest difference of the refined keypoints in pixels,
+        and whether the replaced-joint masks are equal.
+    """
+    import onnxruntime as ort
+    rng = np.random.default_rng(seed)
+    k = refiner.num_keypoints
+    kpts = rng.uniform(20, 180, (num_poses, k, 2)).astype(np.float32)
+    scores = rng.uniform(0, 1, (num_poses, k)).astype(np.float32)
+    boxes = np.tile(np.array([[0, 0, 200, 200]], np.float32), (num_poses, 1))
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    out, out_replaced = session.run(None, dict(keypoints=kpts, scores=scores, bboxes=boxes))
+    ref, replaced = refiner.refine(torch.from_numpy(kpts), torch.from_numpy(scores),
+                                   torch.from_numpy(boxes), score_thr)
+    return float(np.abs(out - ref.numpy()).max()), bool((out_replaced == replaced.numpy()).all())

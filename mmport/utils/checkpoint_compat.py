@@ -11,10 +11,25 @@ arbitrary pickles, so mmport replaces mmengine's local-file loader by one
 that unpickles with an allowlist: torch's own weights-only globals, numpy
 arrays and scalars, those two classes, and ``getattr`` only for the methods
 named above.
+
+``import mmport`` therefore registers that loader with mmengine's
+``CheckpointLoader`` for the whole process, for local files only (the
+scheme without prefix; ``http://``, ``s3://``, ``open-mmlab://`` etc. keep
+mmengine's loaders), and only under torch >= 2.6, where mmengine's own
+loader cannot read runner checkpoints. It loads everything mmengine's
+loader loads from a trustworthy checkpoint and refuses pickles that would
+run other code. Set the environment variable
+``MMPORT_SAFE_CHECKPOINT_LOADER=0`` before importing mmport to keep
+mmengine's loader (then runner checkpoints need torch < 2.6 or your own
+``torch.serialization.add_safe_globals``), or call
+:func:`restore_mmengine_checkpoint_loader`.
 """
+import logging
+import os
 import os.path as osp
 import pickle
 import types
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -24,6 +39,9 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from .safe_pickle import RestrictedUnpickler
 
+logger = logging.getLogger(__name__)
+
+ENV_SWITCH = 'MMPORT_SAFE_CHECKPOINT_LOADER'
 _PY2_MODULES = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}
 
 
@@ -85,7 +103,58 @@ def load_checkpoint_file(filename: str, map_location=None):
                       pickle_module=checkpoint_pickle)
 
 
-def register_safe_checkpoint_loader() -> None:
-    """Make mmengine (load_from, resume, init_cfg Pretrained) load local
-    checkpoints with :func:`load_checkpoint_file`."""
-    CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
+# mmengine's local-file loader, while mmport's replaces it
+_MMENGINE_LOCAL_LOADER: Optional[Callable] = None
+
+
+def _torch_loads_weights_only_by_default(version: str) -> bool:
+    """Whether ``torch.load`` defaults to ``weights_only=True`` (torch >= 2.6)."""
+    major, minor = (int(''.join(c for c in part if c.isdigit()) or 0)
+                    for part in version.split('+')[0].split('.')[:2])
+    return (major, minor) >= (2, 6)
+
+
+def safe_loader_wanted(torch_version: Optional[str] = None,
+                       environ: Optional[dict] = None) -> bool:
+    """Whether ``import mmport`` should replace mmengine's local-file
+    checkpoint loader: under torch >= 2.6, unless the environment sets
+    ``MMPORT_SAFE_CHECKPOINT_LOADER=0`` (or ``false``/``no``/``off``).
+
+    Args:
+        torch_version (str, optional): Default: the installed torch's.
+        environ (dict, optional): Default: ``os.environ``.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_SWITCH, '1').strip().lower() in ('0', 'false', 'no', 'off'):
+        return False
+    return _torch_loads_weights_only_by_default(torch_version or torch.__version__)
+
+
+def register_safe_checkpoint_loader() -> bool:
+    """Make mmengine (``load_from``, ``resume``, ``init_cfg=Pretrained``,
+    ``load_checkpoint``) load local checkpoints with
+    :func:`load_checkpoint_file`, where :func:`safe_loader_wanted`.
+
+    Returns:
+        bool: Whether mmport's loader is registered now.
+    """
+    global _MMENGINE_LOCAL_LOADER
+    if not safe_loader_wanted():
+        logger.debug('mmport: mmengine\'s checkpoint loader left in place (torch %s, %s=%s)',
+                     torch.__version__, ENV_SWITCH, os.environ.get(ENV_SWITCH))
+        return False
+    current = CheckpointLoader._schemes.get('')
+    if current is not load_checkpoint_file:
+        _MMENGINE_LOCAL_LOADER = current
+        CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
+        logger.debug('mmport: local checkpoints now load with %s.load_checkpoint_file '
+                     '(allowlist unpickler; %s=0 to opt out)', __name__, ENV_SWITCH)
+    return True
+
+
+def restore_mmengine_checkpoint_loader() -> None:
+    """Give local checkpoints back to mmengine's own loader."""
+    global _MMENGINE_LOCAL_LOADER
+    if _MMENGINE_LOCAL_LOADER is not None:
+        CheckpointLoader.register_scheme(prefixes='', loader=_MMENGINE_LOCAL_LOADER, force=True)
+        _MMENGINE_LOCAL_LOADER = None

@@ -1,11 +1,10 @@
-"""Picture of one refined joint and the joints its reconstruction relied on."""
+"""Picture of one refined joint and the joints its reconstruction relied on
+(matplotlib's object-oriented API: pyplot and its backend are left alone)."""
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 
 def plot_explanation(init: np.ndarray, refined: np.ndarray, replaced: np.ndarray,
@@ -33,7 +32,8 @@ def plot_explanation(init: np.ndarray, refined: np.ndarray, replaced: np.ndarray
     Returns:
         str: ``out_file``.
     """
-    fig, ax = plt.subplots(figsize=(7, 7))
+    fig = Figure(figsize=(7, 7))
+    ax = fig.subplots()
     if image is not None:
         ax.imshow(image)
     pts = np.concatenate([init, refined] + ([gt] if gt is not None else []))
@@ -62,16 +62,15 @@ def plot_explanation(init: np.ndarray, refined: np.ndarray, replaced: np.ndarray
         label = keypoint_names[j] if keypoint_names is not None else str(j)
         ax.annotate(f'{label} {attention[j]:.2f}', refined[j], fontsize=8, color='tab:orange',
                     xytext=(4, 4), textcoords='offset points', zorder=7)
-    handles = [plt.Line2D([], [], color='tab:red', ls='--', label='initial'),
-               plt.Line2D([], [], color='tab:green', label='refined'),
-               plt.Line2D([], [], color='tab:orange', lw=4, label='attention of the starred joint')]
+    handles = [Line2D([], [], color='tab:red', ls='--', label='initial'),
+               Line2D([], [], color='tab:green', label='refined'),
+               Line2D([], [], color='tab:orange', lw=4, label='attention of the starred joint')]
     if gt is not None:
-        handles.insert(0, plt.Line2D([], [], color='tab:blue', label='ground truth'))
+        handles.insert(0, Line2D([], [], color='tab:blue', label='ground truth'))
     ax.legend(handles=handles, fontsize=8, loc='lower right')
     name = keypoint_names[joint] if keypoint_names is not None else str(joint)
     ax.set_title(title or f'refined joint: {name}', fontsize=10)
     ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(out_file, dpi=110)
-    plt.close(fig)
     return out_file

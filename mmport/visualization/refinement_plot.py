@@ -1,11 +1,12 @@
-"""Matplotlib figures of refined poses (no image needed)."""
+"""Matplotlib figures of refined poses (no image needed).
+
+Figures are drawn with matplotlib's object-oriented API and written to
+files: pyplot and its process-wide backend are left alone.
+"""
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use('Agg')  # files only; no display is assumed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 STYLES = {
     'ground truth': dict(color='tab:blue', lw=1.5),
@@ -42,7 +43,8 @@ def plot_refinements(gt: np.ndarray, init: np.ndarray, refined: np.ndarray,
     """
     n = len(gt)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= n:
@@ -64,5 +66,4 @@ def plot_refinements(gt: np.ndarray, init: np.ndarray, refined: np.ndarray,
             ax.legend(fontsize=7, loc='best')
     fig.tight_layout()
     fig.savefig(out_file, dpi=100)
-    plt.close(fig)
     return out_file

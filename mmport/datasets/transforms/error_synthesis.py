@@ -129,7 +129,10 @@ class SynthesizePoseErrors(BaseTransform):
         metainfo (dict, optional): MMPose metainfo giving the OKS ``sigmas``
             (e.g. ``dict(from_file='configs/_base_/datasets/coco.py')``);
             MMPose datasets do not put sigmas into samples.
-        seed (int, optional): Seed of a private generator (tests).
+        seed (int, optional): Seed of per-sample draws (tests, fixed
+            corruption of held-out data): each sample always gets the same
+            draw, for any number of dataloader workers (see
+            :class:`RandomSource`). Default: numpy's global state.
 
     Unlabelled joints (v=0) get a position inside the box and a low score,
     as a detector would still output something there.
@@ -179,7 +182,7 @@ class SynthesizePoseErrors(BaseTransform):
         return np.stack(others).astype(np.float64) if others else None
 
     def transform(self, results: dict) -> dict:
-        rng = self._random.generator()
+        rng = self._random.generator(results)
         kpts = results['keypoints'][0]
         num_k = len(kpts)
         sigmas = self.sigmas if self.sigmas is not None else np.asarray(

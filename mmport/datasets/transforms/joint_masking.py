@@ -127,8 +127,10 @@ class MaskJoints(BaseTransform):
             hint. Needs ``input_keypoints`` / ``input_keypoint_scores``.
             Measured better for the hint-mode hand refiner (README, third
             design table). Defaults to False.
-        seed (int, optional): Seed of a private generator (for tests); by
-            default numpy's global state is used, which mmengine seeds.
+        seed (int, optional): Seed of per-sample draws (tests): each sample
+            always gets the same draw, for any number of dataloader workers
+            (see :class:`RandomSource`). Default: numpy's global state,
+            which mmengine seeds per run and worker.
     """
 
     def __init__(self,
@@ -168,7 +170,7 @@ class MaskJoints(BaseTransform):
     def transform(self, results: dict) -> dict:
         keypoints = results['keypoints']
         num_keypoints = keypoints.shape[1]
-        rng = self._random.generator()
+        rng = self._random.generator(results)
         ratio = rng.uniform(*self.ratio)
         strategy = self.strategies[rng.choice(len(self.strategies), p=self.strategy_probs)]
         if strategy == 'random':

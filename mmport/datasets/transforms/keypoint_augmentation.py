@@ -30,7 +30,10 @@ class KeypointRandomAffine(BaseTransform):
         scale_range (tuple[float, float]): Uniform scale range.
         shift_factor (float): Shift is uniform in +-shift_factor box sizes.
         prob (float): Probability of applying the transform.
-        seed (int, optional): Seed of a private generator (tests).
+        seed (int, optional): Seed of per-sample draws (tests, fixed
+            corruption of held-out data): each sample always gets the same
+            draw, for any number of dataloader workers (see
+            :class:`RandomSource`). Default: numpy's global state.
     """
 
     def __init__(self, rotate_factor: float = 30.0,
@@ -44,7 +47,7 @@ class KeypointRandomAffine(BaseTransform):
         self._random = RandomSource(seed)
 
     def transform(self, results: dict) -> dict:
-        rng = self._random.generator()
+        rng = self._random.generator(results)
         if rng.random() >= self.prob:
             return results
         bbox = results['bbox']
@@ -71,7 +74,10 @@ class KeypointRandomFlip(BaseTransform):
 
     Args:
         prob (float): Flip probability.
-        seed (int, optional): Seed of a private generator (tests).
+        seed (int, optional): Seed of per-sample draws (tests, fixed
+            corruption of held-out data): each sample always gets the same
+            draw, for any number of dataloader workers (see
+            :class:`RandomSource`). Default: numpy's global state.
     """
 
     def __init__(self, prob: float = 0.5, seed: Optional[int] = None):
@@ -79,7 +85,7 @@ class KeypointRandomFlip(BaseTransform):
         self._random = RandomSource(seed)
 
     def transform(self, results: dict) -> dict:
-        if self._random.generator().random() >= self.prob:
+        if self._random.generator(results).random() >= self.prob:
             results['flip'] = False
             return results
         flip_indices = np.asarray(results['flip_indices'])

@@ -9,26 +9,23 @@ writes ``<work-dir>/coco_subset.json``. Then trains a COCO-17 refiner on the
 whole subset and saves it as ``<work-dir>/port_coco17_refiner.pth`` for
 ``tools/refine_results.py`` and the chained COCO config.
 
-    python tools/benchmark_coco.py [--config CFG] [--work-dir DIR]
+    python -m benchmarks.benchmark_coco [--config CFG] [--work-dir DIR]
 """
 import argparse
 import copy
 import json
 import os.path as osp
 import shutil
-import sys
 
 import numpy as np
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis import prepare_runner_cfg  # noqa: E402
-from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
-                                                 grouped_cross_validation,
-                                                 stack_fields)
-from mmport.evaluation import coco_keypoint_ap, pose_errors  # noqa: E402
+from benchmarks.cross_validation import (build_quiet_runner, experiment_setup,
+                                         grouped_cross_validation, log_to_file,
+                                         printed_to_file, stack_fields)
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.apis import prepare_runner_cfg
+from mmport.evaluation import coco_keypoint_ap, pose_errors
 
 
 def parse_args():
@@ -108,7 +105,7 @@ def main():
               f'joints; {result["replaced_joints"]} joints replaced '
               f'({result["occluded_replaced"]} of them occluded); training '
               f'{cv.train_seconds:.0f} s')
-    logger.info('COCO-17 benchmark (synthesised detector errors):\n' + table)
+    log_to_file(logger, 'COCO-17 benchmark (synthesised detector errors):\n' + table)
 
     # a COCO-17 refiner trained on the whole subset, for users
     full = copy.deepcopy(cfg)
@@ -117,7 +114,11 @@ def main():
     full.val_cfg = full.val_dataloader = full.val_evaluator = None
     full.test_cfg = full.test_dataloader = full.test_evaluator = None
     full.randomness = dict(seed=args.seed)
-    Runner.from_cfg(prepare_runner_cfg(full)).train()
+    logger.info(f'training the COCO-17 refiner on all {args.num_folds} folds (log: '
+                f'{full.work_dir})')
+    runner = build_quiet_runner(prepare_runner_cfg(full))
+    with printed_to_file(full.work_dir):
+        runner.train()
     ckpt = osp.join(args.work_dir, 'port_coco17_refiner.pth')
     shutil.copy(osp.join(full.work_dir, f'iter_{full.train_cfg.max_iters}.pth'), ckpt)
     print(f'\nCOCO-17 benchmark (bundled val2017 subset, synthesised detector errors)\n{table}\n'

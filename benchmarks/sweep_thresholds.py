@@ -1,27 +1,24 @@
 """Cross-validate a keypoints-only refiner config and score it at fixed
 confidence thresholds: the tool behind the README's third design table.
 
-Same grouped folds and Runner training as ``tools/benchmark_panoptic.py``,
+Same grouped folds and Runner training as ``benchmarks.benchmark_panoptic``,
 but without threshold selection (one training per fold): each held-out fold
 is refined at every threshold given, and the pooled result is printed as
 the change of the EPE and of the replaced joints' EPE against the detector.
 
-    python tools/analysis_tools/sweep_thresholds.py CONFIG [--thresholds 0.3 0.4 0.5]
+    python -m benchmarks.sweep_thresholds CONFIG [--thresholds 0.3 0.4 0.5]
         [--train-seed N] [--work-dir DIR] [--cfg-options KEY=VALUE ...]
 """
 import argparse
 import json
 import os.path as osp
-import sys
 
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
-                                                 grouped_cross_validation,
-                                                 stack_fields)
-from mmport.evaluation import pose_errors  # noqa: E402
+from benchmarks.cross_validation import (experiment_setup,
+                                         grouped_cross_validation, stack_fields)
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.evaluation import pose_errors
 
 
 def parse_args():

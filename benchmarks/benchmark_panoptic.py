@@ -10,23 +10,21 @@ predictions. The pooled held-out predictions are scored against the
 detector's. Prints one table; writes ``<work-dir>/panoptic.json`` and
 ``<work-dir>/panoptic_refined_hands.png``.
 
-    python tools/benchmark_panoptic.py [--config CFG] [--work-dir DIR]
+    python -m benchmarks.benchmark_panoptic [--config CFG] [--work-dir DIR]
 """
 import argparse
 import json
 import os.path as osp
-import sys
 
 import numpy as np
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import mmport  # noqa: E402,F401  (registers mmport's modules)
-from mmport.apis.cross_validation_runner import (experiment_setup,  # noqa: E402
-                                                 grouped_cross_validation,
-                                                 stack_fields)
-from mmport.evaluation.metrics import RefinementMetric  # noqa: E402
-from mmport.visualization import plot_refinements  # noqa: E402
+from benchmarks.cross_validation import (experiment_setup,
+                                         grouped_cross_validation, log_to_file,
+                                         stack_fields)
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.evaluation.metrics import RefinementMetric
+from mmport.visualization import plot_refinements
 
 MOBILENETV2_PARAMS = 9.57e6  # MMPose's MobileNetV2 top-down hand model
 KEYS = ('EPE', 'PCKh@0.7', 'AUC', 'EPE_replaced')
@@ -98,7 +96,7 @@ def main():
     with open(out_json, 'w') as f:
         json.dump(result, f, indent=2)
     table = format_table(result)
-    logger.info('Panoptic benchmark, real MobileNetV2 predictions:\n' + table)
+    log_to_file(logger, 'Panoptic benchmark, real MobileNetV2 predictions:\n' + table)
 
     # three hands refinement helped most and three it hurt most
     init, refined, gt, replaced = stack_fields(

@@ -7,7 +7,7 @@ the refiner next to MMPose's MobileNetV2 and HRNet-W32 top-down models; and
 the wall time of ``tools/test.py`` on MMPose's COCO test images with and
 without refinement (runs alternated, medians compared).
 
-    python tools/benchmark_speed.py [--work-dir DIR] [--checkpoint REFINER.pth]
+    python -m benchmarks.benchmark_speed [--work-dir DIR] [--checkpoint REFINER.pth]
 """
 import argparse
 import json
@@ -27,11 +27,10 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import mmport  # noqa: E402,F401
-from mmport.apis import load_refiner  # noqa: E402
-from mmport.datasets import load_pose_results  # noqa: E402
-from mmport.deployment import OpenVINORefiner, export_onnx  # noqa: E402
+import mmport  # noqa: F401
+from mmport.apis import load_refiner
+from mmport.datasets import load_pose_results
+from mmport.deployment import OpenVINORefiner, export_onnx
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HAND_CFG = 'configs/port/port_panoptic-hand2d_keypoints-only.py'
@@ -120,7 +119,7 @@ def main():
         args.work_dir, 'panoptic', 'fold0',
         f'iter_{Config.fromfile(HAND_CFG).train_cfg.max_iters}.pth')
     if not osp.exists(checkpoint):
-        raise SystemExit(f'{checkpoint} is missing: run tools/benchmark_panoptic.py first '
+        raise SystemExit(f'{checkpoint} is missing: run python -m benchmarks.benchmark_panoptic first '
                          '(or pass --checkpoint)')
     refiner = load_refiner(checkpoint)
     k = refiner.num_keypoints
@@ -177,7 +176,7 @@ def main():
     # tools/test.py wall time on MMPose's COCO test images, refinement off / on
     coco_refiner = osp.join(args.work_dir, 'port_coco17_refiner.pth')
     if not osp.exists(coco_refiner):
-        raise SystemExit(f'{coco_refiner} is missing: run tools/benchmark_coco.py first')
+        raise SystemExit(f'{coco_refiner} is missing: run python -m benchmarks.benchmark_coco first')
     config = 'configs/port/port_td-hm_mobilenetv2_coco-256x192.py'
     off, on = [], []
     for _ in range(args.repeats):

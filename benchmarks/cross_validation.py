@@ -1,6 +1,12 @@
 """Grouped K-fold cross-validation of a keypoints-only refiner config through
-mmengine Runners, with the confidence threshold chosen on training folds."""
+mmengine Runners, with the confidence threshold chosen on training folds.
+
+The console shows one line per training and per tested fold; each Runner's
+full log (config, environment, hooks, iterations) stays in its work dir.
+"""
+import contextlib
 import copy
+import logging
 import multiprocessing as mp
 import os
 import os.path as osp
@@ -14,9 +20,59 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
+from mmport.apis import prepare_runner_cfg
 from mmport.evaluation import pose_errors
 from mmport.utils import safe_load_pickle
-from .runner_setup import prepare_runner_cfg
+
+
+class _OncePerProcess(logging.Filter):
+    """Lets each distinct message through once per process: the deprecation
+    warnings every Runner repeats reach the console once."""
+    seen: set = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+class QuietRunner(Runner):
+    """An mmengine Runner whose console shows warnings and errors only, each
+    distinct one once per process; its log file
+    (``<work_dir>/<timestamp>/<timestamp>.log``) keeps every message at the
+    config's ``log_level`` (config, environment, hooks, iterations)."""
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs) -> MMLogger:
+        logger = super().build_logger(log_level, log_file, **kwargs)
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler):  # the console's
+                handler.setLevel(max(handler.level, logging.WARNING))
+                if not any(isinstance(f, _OncePerProcess) for f in handler.filters):
+                    handler.addFilter(_OncePerProcess())
+        return logger
+
+
+@contextlib.contextmanager
+def printed_to_file(work_dir: str, stdout: bool = True):
+    """Send what libraries print while a Runner is built or runs to
+    ``<work_dir>/printed.log`` instead of the console: Python warnings
+    (stderr; MMPose's visualizer resets the warning filters, so every Runner
+    repeats them) and, with ``stdout``, prints (xtcocotools' 'loading
+    annotations', mmengine's 'Loads checkpoint'). Build Runners with
+    ``stdout=False``: their logger's console handler takes ``sys.stdout``
+    when it is created."""
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'printed.log'), 'a') as f, contextlib.redirect_stderr(f), \
+            (contextlib.redirect_stdout(f) if stdout else contextlib.nullcontext()):
+        yield
+
+
+def build_quiet_runner(cfg: Config) -> 'QuietRunner':
+    """``QuietRunner.from_cfg(cfg)``, its warnings to ``cfg.work_dir``."""
+    with printed_to_file(cfg.work_dir, stdout=False):
+        return QuietRunner.from_cfg(cfg)
 
 
 @dataclass
@@ -56,6 +112,15 @@ def experiment_setup(config: str, cfg_options: Optional[dict], work_dir: str,
     os.makedirs(work_dir, exist_ok=True)
     logger = MMLogger.get_instance(log_name, log_file=osp.join(work_dir, f'{log_name}.log'))
     return cfg, logger
+
+
+def log_to_file(logger: MMLogger, message: str) -> None:
+    """Write ``message`` to ``logger``'s log files only: for what a tool
+    also prints to the console itself."""
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def fold_config(cfg: Config, work_dir: str, train_folds: Sequence[int],
@@ -173,12 +238,14 @@ def _train_job(job: dict) -> dict:
     folds and save the checkpoint that is tested afterwards.
     """
     torch.set_num_threads(job['threads'])
-    runner = Runner.from_cfg(job['cfg'])
+    runner = build_quiet_runner(job['cfg'])
     start = time.perf_counter()
-    runner.train()
+    with printed_to_file(job['cfg'].work_dir):
+        runner.train()
     out = dict(kind=job['kind'], fold=job['fold'], train_seconds=time.perf_counter() - start)
     if job['kind'] == 'select':
-        runner.test()
+        with printed_to_file(job['cfg'].work_dir):
+            runner.test()
         samples = safe_load_pickle(osp.join(job['cfg'].work_dir, 'predictions.pkl'))
         out['epe'] = choose_threshold(runner.model, samples, job['thr_candidates'])
     return out
@@ -209,6 +276,9 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
     process). Every training is seeded on its own; only float rounding may
     differ with the thread count.
 
+    The Runners log to their work dirs only (warnings and errors also to
+    the console); ``logger`` gets one line per training and per fold.
+
     ``sweep_thresholds`` additionally refines each held-out fold at every
     one of those thresholds with that fold's final model (``result.sweep``):
     design comparisons at fixed thresholds, without threshold selection.
@@ -229,12 +299,24 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
             shorten_schedule(job_cfg, selection_schedule)
             job['thr_candidates'] = list(thr_candidates)
         jobs.append(job)
+    def report(n: int, out: dict) -> None:
+        if logger is not None:
+            what = 'threshold selection' if out['kind'] == 'select' else 'final model'
+            logger.info(f'training {n}/{len(jobs)} done: fold {out["fold"]} {what}, '
+                        f'{out["train_seconds"]:.0f} s')
+
     if workers > 1:  # longest jobs (final) first
         ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
+        outs = []
         with ctx.Pool(workers) as pool:
-            outs = pool.map(_train_job, jobs, chunksize=1)
+            for out in pool.imap_unordered(_train_job, jobs, chunksize=1):
+                outs.append(out)
+                report(len(outs), out)
     else:
-        outs = [_train_job(job) for job in jobs]
+        outs = []
+        for job in jobs:
+            outs.append(_train_job(job))
+            report(len(outs), outs[-1])
 
     result = CrossValidationResult()
     fold_sweeps = []  # per fold: threshold -> (refined, replaced)
@@ -252,10 +334,14 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
         test_cfg = copy.deepcopy(jobs[fold]['cfg'])
         test_cfg.model.test_cfg.score_thr = thr
         test_cfg.load_from = osp.join(test_cfg.work_dir, f'iter_{test_cfg.train_cfg.max_iters}.pth')
-        runner = Runner.from_cfg(test_cfg)
-        runner.test()
+        runner = build_quiet_runner(test_cfg)
+        with printed_to_file(test_cfg.work_dir):
+            runner.test()
         samples = safe_load_pickle(osp.join(test_cfg.work_dir, 'predictions.pkl'))
         result.samples.extend(samples)
+        if logger is not None:
+            logger.info(f'fold {fold}: {len(samples)} held-out samples refined at threshold '
+                        f'{thr} (log: {test_cfg.work_dir})')
         if sweep_thresholds:
             fold_sweeps.append(refine_samples(runner.model, samples, sweep_thresholds))
         result.thresholds.append(thr)
