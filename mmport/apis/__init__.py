@@ -1,6 +1,6 @@
 from .offline_refinement import BBOX_SOURCES, OfflineRefinementReport, refine_results_file
 from .refinement_explanation import RefinementExplanation, explain_refinement
-from .refiner_loading import load_refiner, refiner_config_from_checkpoint
+from mmport.models.refiner_loading import load_refiner, refiner_config_from_checkpoint
 from .runner_setup import finish_cpu_distributed_run, prepare_runner_cfg
 
 __all__ = ['prepare_runner_cfg', 'finish_cpu_distributed_run', 'load_refiner',

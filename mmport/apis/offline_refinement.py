@@ -17,7 +17,7 @@ from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.datasets.transforms.loading import box_iou
 from mmport.evaluation import coco_keypoint_ap, refinement_report
 from mmport.utils import InputFileError, safe_load_pickle
-from .refiner_loading import load_refiner
+from mmport.models.refiner_loading import load_refiner
 
 
 @dataclass

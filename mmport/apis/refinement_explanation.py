@@ -12,7 +12,7 @@ from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.utils import MMPortError
 from mmport.visualization import plot_explanation
 from .offline_refinement import load_coco_annotations, match_ground_truth, refiner_boxes
-from .refiner_loading import load_refiner
+from mmport.models.refiner_loading import load_refiner
 
 
 @dataclass

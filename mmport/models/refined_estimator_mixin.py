@@ -7,6 +7,8 @@ from mmengine.logging import print_log
 from mmpose.registry import MODELS
 from torch import Tensor
 
+from .refiner_loading import load_refiner
+
 
 def as_tensor(value, device) -> Tensor:
     """A float32 tensor on ``device`` from a numpy array or tensor."""
@@ -31,9 +33,6 @@ def build_refiner(refiner: Optional[dict], refiner_checkpoint: Optional[str],
     Returns:
         PORTRefiner: The refiner (train mode, as built).
     """
-    # the refiner checkpoint format (config text in meta.cfg) is read in one
-    # place, the public loader
-    from mmport.apis.refiner_loading import load_refiner
     if refiner_checkpoint:
         model = load_refiner(refiner_checkpoint, config=refiner).train()
     elif refiner is not None:
