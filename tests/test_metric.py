@@ -83,3 +83,24 @@ def test_metric_refuses_unrefined_predictions():
     with pytest.raises(KeyError, match='keypoints_init'):
         metric.process({}, [dict(pred_instances=dict(keypoints=np.zeros((1, 2, 2))),
                                  gt_instances=dict(keypoints=np.zeros((1, 2, 2))))])
+
+
+def test_move_outcomes_counts_moved_labelled_candidates():
+    from mmport.evaluation.functional import move_outcomes
+    gt = np.zeros((1, 5, 2))
+    init = np.array([[[3., 4.], [1., 0.], [0., 2.], [5., 0.], [7., 0.]]])   # errors 5 1 2 5 7
+    refined = init.copy()
+    refined[0, 0] = [0., 1.]   # 5 -> 1: improved
+    refined[0, 1] = [2., 0.]   # 1 -> 2: worsened
+    refined[0, 2] = [2., 0.]   # 2 -> 2: moved, neither
+    refined[0, 4] = [0., 0.]   # unlabelled: not counted
+    visible = np.array([[2, 2, 1, 2, 0]])
+    out = move_outcomes(init, refined, gt, visible, np.ones((1, 5), bool))
+    assert out['moved'] == 3
+    assert out['replaced_fraction'] == pytest.approx(3 / 4)
+    assert out['worsened_fraction'] == pytest.approx(1 / 3)
+    assert out['improved_fraction'] == pytest.approx(1 / 3)
+    # only joints 3 and 4 were candidates: nothing moved among the labelled ones
+    none = move_outcomes(init, refined, gt, visible, np.array([[0, 0, 0, 1, 1]], bool))
+    assert none['moved'] == 0 and none['replaced_fraction'] == 0.0
+    assert np.isnan(none['worsened_fraction'])

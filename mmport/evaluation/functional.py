@@ -122,3 +122,37 @@ def coco_keypoint_ap(coco_gt, records: list, sigmas) -> Dict[str, float]:
         ev.summarize()
     return {'AP': float(ev.stats[0]), 'AP@0.5': float(ev.stats[1]),
             'AP@0.75': float(ev.stats[2]), 'AR': float(ev.stats[5])}
+
+
+def move_outcomes(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
+                  visible: np.ndarray, candidates: np.ndarray) -> Dict[str, float]:
+    """How the joints a refiner moved fared: the do-no-harm measure.
+
+    Args:
+        init (np.ndarray): Detector keypoints, (N, K, 2).
+        refined (np.ndarray): Refined keypoints, (N, K, 2).
+        gt (np.ndarray): Ground truth, (N, K, 2).
+        visible (np.ndarray): (N, K), > 0 where the ground truth is labelled.
+        candidates (np.ndarray): bool (N, K), the joints the refiner could
+            have moved (all predicted joints, or those below its threshold).
+
+    Returns:
+        dict: ``replaced_fraction`` (labelled candidate joints that moved,
+        over all labelled candidates), ``worsened_fraction`` and
+        ``improved_fraction`` (of the moved labelled joints, those whose
+        error grew / shrank), and ``moved`` (their count). Fractions of no
+        joint are NaN.
+    """
+    labelled = (np.asarray(visible) > 0) & np.asarray(candidates, bool)
+    moved = labelled & (np.abs(refined - init).sum(-1) > 0)
+    before = np.linalg.norm(init - gt, axis=-1)
+    after = np.linalg.norm(refined - gt, axis=-1)
+    count = int(moved.sum())
+
+    def share(mask, total):
+        return float(mask.sum() / total) if total else float('nan')
+
+    return {'replaced_fraction': share(moved, labelled.sum()),
+            'worsened_fraction': share(moved & (after > before), count),
+            'improved_fraction': share(moved & (after < before), count),
+            'moved': count}
