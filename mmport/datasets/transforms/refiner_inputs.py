@@ -75,7 +75,7 @@ class SetRefinerInputs(BaseTransform):
             self._pool.pop(0)
 
     def transform(self, results: dict) -> dict:
-        rng = self._random.generator()
+        rng = self._random.generator(results)
         has_init = results.get('init_keypoints') is not None
         keypoints = results['keypoints'].astype(np.float32)
         size = bbox_size(results['bbox'])
