@@ -1,0 +1,225 @@
+"""Refining real BlazePose predictions (LSP, LSPET, COCO photos).
+
+(a) Cross-validation: 5 folds grouped by image over the three sets. For each
+    held-out fold a refiner is trained on the other folds (their ground
+    truth, their real BlazePose predictions and error vectors) and on the
+    COCO val2017 ground truth (transplanted real errors, synthetic PoseFix
+    errors; the images of the BlazePose COCO set are left out). Its
+    threshold and gate margin are chosen on the training folds only: a
+    refiner trained on three of them scores the fourth (fold f + 1). Each
+    source is reported separately, and pooled.
+(b) Drop-in transfer: the shipped COCO-17 refiner (``--checkpoint``, trained
+    without any BlazePose prediction) refines every BlazePose prediction.
+
+Prints a table per part; writes ``<work-dir>/body_real.json``.
+
+    python -m benchmarks.benchmark_body_real [--workers 2] [--iters N]
+"""
+import argparse
+import json
+import warnings
+import multiprocessing as mp
+import os
+import os.path as osp
+import time
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.apis import load_refiner
+
+from .body_data import BodySet, merge_sets
+from .body_refiner_setup import (blazepose_folds, build_refiner, coco_metainfo, load_body_data,
+                                 refine_with_rule)
+from .body_scoring import refinement_scores
+from .tensor_training import TrainingSettings, build_pool, train_refiner
+
+SHIPPED_BODY_REFINER = 'checkpoints/port_coco17_refiner.pth'
+# candidate rules (score threshold, gate margin in expected keypoint
+# similarity); a threshold above 1 makes every joint a candidate, and the
+# gate alone decides
+RULES = [(thr, margin) for thr in (0.5, 0.9, 1.01) for margin in (0.02, 0.05, 0.1, 0.2)]
+# module-level so that forked workers share them without pickling
+_DATA: dict = {}
+
+
+def held_out_rule_score(rows: Dict[str, dict]) -> Tuple[bool, float, float]:
+    """Rank of a rule on a validation fold (higher is better): first whether
+    the pooled AP of all sets does not drop, then the mean change of the
+    box-normalised EPE over the sets (lower first), then the pooled AP change."""
+    pooled = rows['all']
+    d_ap = pooled['refined']['AP'] - pooled['baseline']['AP']
+    d_epe = np.mean([r['refined']['EPE_norm'] - r['baseline']['EPE_norm']
+                     for n, r in rows.items() if n != 'all'])
+    return d_ap >= 0, -float(d_epe), float(d_ap)
+
+
+def split(sets: Dict[str, BodySet], folds: Dict[str, np.ndarray], keep) -> Dict[str, BodySet]:
+    return {n: b.subset(np.flatnonzero(np.isin(folds[n], keep))) for n, b in sets.items()}
+
+
+def train_on(train_sets: List[BodySet], settings: TrainingSettings, seed: int):
+    meta = _DATA['meta']
+    pool = build_pool(train_sets + [_DATA['coco_val']], train_sets, meta,
+                      synthetic_copies=_DATA['synthetic_copies'], seed=seed)
+    refiner, _ = build_refiner()
+    torch.manual_seed(seed)
+    secs = train_refiner(refiner, pool, settings, meta['flip_indices'])
+    return refiner, secs
+
+
+def run_fold(fold: int) -> dict:
+    """Choose the rule on fold + 1 (trained on the other training folds),
+    then train on all training folds and refine the held-out fold."""
+    torch.set_num_threads(1)
+    sets, folds, k = _DATA['sets'], _DATA['folds'], _DATA['num_folds']
+    settings: TrainingSettings = _DATA['settings']
+    val_fold = (fold + 1) % k
+    inner_train = [f for f in range(k) if f not in (fold, val_fold)]
+    inner = TrainingSettings(**dict(vars(settings), iters=settings.iters // 2,
+                                    seed=settings.seed + 100 + fold))
+    refiner, secs_inner = train_on(list(split(sets, folds, inner_train).values()), inner,
+                                   seed=100 + fold)
+    val = split(sets, folds, [val_fold])
+    ranks = {}
+    for thr, margin in RULES:
+        outputs = {n: refine_with_rule(refiner, b, thr, margin) for n, b in val.items()}
+        ranks[(thr, margin)] = held_out_rule_score(scores_with_pooled(val, outputs))
+    thr, margin = max(RULES, key=lambda r: ranks[r])
+    train = [f for f in range(k) if f != fold]
+    fold_settings = TrainingSettings(**dict(vars(settings), seed=settings.seed + fold))
+    refiner, secs = train_on(list(split(sets, folds, train).values()), fold_settings, seed=fold)
+    test = split(sets, folds, [fold])
+    out = {n: refine_with_rule(refiner, b, thr, margin) for n, b in test.items()}
+    return dict(fold=fold, rule=(thr, margin), outputs=out, seconds=secs_inner + secs,
+                ranks={f'{t}/{m}': v for (t, m), v in ranks.items()})
+
+
+def scores_with_pooled(sets: Dict[str, BodySet],
+                       outputs: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Scores of each set's refinement (refined keypoints, replaced mask),
+    and of all sets pooled (``'all'``)."""
+    sigmas = _DATA['meta']['sigmas']
+    result = {n: refinement_scores(sets[n], *outputs[n], sigmas) for n in sets}
+    result['all'] = refinement_scores(merge_sets(list(sets.values())),
+                                      np.concatenate([outputs[n][0] for n in sets]),
+                                      np.concatenate([outputs[n][1] for n in sets]), sigmas)
+    return result
+
+
+def pooled_scores(sets: Dict[str, BodySet], folds, outputs: Dict[int, dict]) -> dict:
+    """Scores per set and over all sets of the held-out refinements."""
+    merged = {}
+    for name, body in sets.items():
+        refined = np.zeros_like(np.nan_to_num(body.pred))
+        replaced = np.zeros(body.visible.shape, bool)
+        for fold, out in outputs.items():
+            idx = np.flatnonzero(folds[name] == fold)
+            refined[idx], replaced[idx] = out[name]
+        merged[name] = (refined, replaced)
+    return scores_with_pooled(sets, merged)
+
+
+def transfer_scores(sets: Dict[str, BodySet], checkpoint: str) -> dict:
+    """The shipped refiner, with its own threshold and gate, on every set."""
+    refiner = load_refiner(checkpoint)
+    outputs = {}
+    for name, body in sets.items():
+        has = body.has_pred
+        refined = np.nan_to_num(body.pred).copy()
+        replaced = np.zeros(body.visible.shape, bool)
+        out, rep = refiner.refine(torch.from_numpy(refined[has]),
+                                  torch.from_numpy(body.pred_scores[has]),
+                                  torch.from_numpy(body.bboxes[has]))
+        refined[has], replaced[has] = out.numpy(), rep.numpy()
+        outputs[name] = (refined, replaced)
+    result = scores_with_pooled(sets, outputs)
+    result['score_thr'] = refiner.test_cfg['score_thr']
+    result['gate_margin'] = refiner.test_cfg['gate_margin']
+    return result
+
+
+def print_table(title: str, result: dict) -> None:
+    print(f'\n{title}')
+    header = ('set', 'persons', 'AP', 'EPE px', 'EPE occluded', 'PCK@0.1', 'replaced',
+              'worsened')
+    rows = [header]
+    for name, r in result.items():
+        if not isinstance(r, dict) or 'baseline' not in r:
+            continue
+        b, f = r['baseline'], r['refined']
+        occ = (f"{b['EPE_occluded']:.2f} -> {f['EPE_occluded']:.2f}"
+               if np.isfinite(b['EPE_occluded']) else '-')
+        rows.append((name, str(r['persons']), f"{b['AP']:.4f} -> {f['AP']:.4f}",
+                     f"{b['EPE']:.2f} -> {f['EPE']:.2f}", occ,
+                     f"{b['PCK@0.1']:.4f} -> {f['PCK@0.1']:.4f}",
+                     f"{100 * r['replaced_fraction']:.2f}%",
+                     f"{100 * r['worsened_fraction']:.1f}%"
+                     if np.isfinite(r['worsened_fraction']) else '-'))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for i, row in enumerate(rows):
+        print('  '.join(c.ljust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print('  '.join('-' * w for w in widths))
+
+
+def main():
+    # MMPose resolves the metainfo file from its own package and says so
+    warnings.filterwarnings('ignore', message='The metainfo config file')
+    parser = argparse.ArgumentParser(description='PORT on real BlazePose predictions')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark')
+    parser.add_argument('--checkpoint', default=SHIPPED_BODY_REFINER,
+                        help='the shipped refiner for the transfer part')
+    parser.add_argument('--num-folds', type=int, default=5)
+    parser.add_argument('--seed', type=int, default=0, help='training seed')
+    parser.add_argument('--iters', type=int, default=2000)
+    parser.add_argument('--workers', type=int, default=2, help='folds trained at once')
+    parser.add_argument('--skip-cv', action='store_true', help='only the transfer part')
+    args = parser.parse_args()
+    start = time.time()
+    sets, coco_val = load_body_data()
+    meta = coco_metainfo()
+    folds = blazepose_folds(sets, args.num_folds)
+    _DATA.update(sets=sets, coco_val=coco_val, folds=folds, meta=meta,
+                 num_folds=args.num_folds, synthetic_copies=4,
+                 settings=TrainingSettings(iters=args.iters, batch_size=128, seed=args.seed))
+    result = {}
+    if not args.skip_cv:
+        print(f'(a) cross-validation: {sum(len(b) for b in sets.values())} BlazePose persons '
+              f'in {args.num_folds} folds grouped by image, plus {len(coco_val)} COCO val2017 '
+              f'ground-truth persons for training', flush=True)
+        outputs, rules, seconds = {}, {}, 0.0
+        ctx = mp.get_context('fork')
+        with ctx.Pool(args.workers) as pool:
+            for res in pool.imap_unordered(run_fold, range(args.num_folds)):
+                outputs[res['fold']] = res['outputs']
+                rules[res['fold']] = res['rule']
+                seconds += res['seconds']
+                print(f"  fold {res['fold']}: rule chosen on fold "
+                      f"{(res['fold'] + 1) % args.num_folds}: threshold {res['rule'][0]}, "
+                      f"gate margin {res['rule'][1]} ({res['seconds']:.0f} s training)",
+                      flush=True)
+        cv = pooled_scores(sets, folds, outputs)
+        cv['rules'] = [rules[f] for f in range(args.num_folds)]
+        cv['train_seconds'] = seconds
+        result['cross_validation'] = cv
+        print_table('(a) held-out folds, refined by a refiner trained on the other folds', cv)
+    if osp.exists(args.checkpoint):
+        tr = transfer_scores(sets, args.checkpoint)
+        tr['checkpoint'] = args.checkpoint
+        result['transfer'] = tr
+        print_table(f'(b) drop-in: {args.checkpoint} (trained without BlazePose predictions; '
+                    f"threshold {tr['score_thr']}, gate margin {tr['gate_margin']})", tr)
+    else:
+        print(f'(b) skipped: {args.checkpoint} does not exist')
+    result['seconds'] = time.time() - start
+    os.makedirs(args.work_dir, exist_ok=True)
+    with open(osp.join(args.work_dir, 'body_real.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    print(f"\nwritten {osp.join(args.work_dir, 'body_real.json')} ({result['seconds']:.0f} s)")
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,134 @@
+"""The bundled real body data as arrays: ground truth, BlazePose predictions."""
+import gzip
+import json
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+DATA_ROOT = 'data'
+BLAZEPOSE_SETS = ('lsp', 'lspet', 'coco')
+
+
+def load_json(path: str):
+    """Read a ``.json`` or ``.json.gz`` file."""
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rt') as f:
+        return json.load(f)
+
+
+@dataclass
+class BodySet:
+    """Persons of one annotation file, COCO-17 layout, as arrays.
+
+    Attributes:
+        name (str): Set name.
+        coco (dict): The COCO annotation dict (for xtcocotools).
+        ann_ids, image_ids (np.ndarray): int (N,).
+        keypoints (np.ndarray): Ground truth (N, 17, 2), pixels.
+        visible (np.ndarray): bool (N, 17), labelled joints (v > 0).
+        occluded (np.ndarray): bool (N, 17), labelled but occluded (v = 1).
+        bboxes (np.ndarray): Annotation boxes (N, 4) xyxy.
+        areas (np.ndarray): (N,) OKS areas.
+        pred (np.ndarray, optional): Predictions (N, 17, 2) (NaN where none).
+        pred_scores (np.ndarray, optional): (N, 17) per-joint scores.
+        pred_instance_scores (np.ndarray, optional): (N,) results' ``score``.
+    """
+    name: str
+    coco: dict
+    ann_ids: np.ndarray
+    image_ids: np.ndarray
+    keypoints: np.ndarray
+    visible: np.ndarray
+    occluded: np.ndarray
+    bboxes: np.ndarray
+    areas: np.ndarray
+    pred: Optional[np.ndarray] = None
+    pred_scores: Optional[np.ndarray] = None
+    pred_instance_scores: Optional[np.ndarray] = None
+    extra: Dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ann_ids)
+
+    @property
+    def has_pred(self) -> np.ndarray:
+        if self.pred is None:
+            return np.zeros(len(self), bool)
+        return np.isfinite(self.pred).all((1, 2))
+
+    def subset(self, index: np.ndarray) -> 'BodySet':
+        """The persons ``index`` (the COCO dict keeps only their images)."""
+        index = np.asarray(index)
+        keep_ann = set(self.ann_ids[index].tolist())
+        keep_img = set(self.image_ids[index].tolist())
+        coco = dict(self.coco)
+        coco['images'] = [im for im in self.coco['images'] if im['id'] in keep_img]
+        coco['annotations'] = [a for a in self.coco['annotations'] if a['id'] in keep_ann]
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return BodySet(self.name, coco, self.ann_ids[index], self.image_ids[index],
+                       self.keypoints[index], self.visible[index], self.occluded[index],
+                       self.bboxes[index], self.areas[index], pick(self.pred),
+                       pick(self.pred_scores), pick(self.pred_instance_scores),
+                       {k: v[index] for k, v in self.extra.items()})
+
+
+def body_set_from_coco(name: str, coco: dict, results: Optional[List[dict]] = None) -> BodySet:
+    """Arrays of a COCO annotation dict, with a results list matched by
+    ``gt_ann_id`` (BlazePose files) when given."""
+    anns = [a for a in coco['annotations'] if not a.get('iscrowd', 0)]
+    kpts = np.array([a['keypoints'] for a in anns], np.float32).reshape(len(anns), -1, 3)
+    boxes = np.array([a['bbox'] for a in anns], np.float32).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    out = BodySet(name, coco, np.array([a['id'] for a in anns]),
+                  np.array([a['image_id'] for a in anns]), kpts[..., :2], kpts[..., 2] > 0,
+                  kpts[..., 2] == 1, boxes, np.array([a['area'] for a in anns], np.float32))
+    if results is not None:
+        row = {int(a): i for i, a in enumerate(out.ann_ids)}
+        pred = np.full(kpts[..., :2].shape, np.nan, np.float32)
+        scores = np.zeros(kpts.shape[:2], np.float32)
+        inst = np.zeros(len(anns), np.float32)
+        for r in results:
+            i = row[int(r['gt_ann_id'])]
+            kp = np.asarray(r['keypoints'], np.float32).reshape(-1, 3)
+            pred[i], scores[i], inst[i] = kp[:, :2], kp[:, 2], r['score']
+        out.pred, out.pred_scores, out.pred_instance_scores = pred, scores, inst
+    return out
+
+
+def load_blazepose_set(name: str, root: str = DATA_ROOT) -> BodySet:
+    """One of ``BLAZEPOSE_SETS`` with its real BlazePose predictions."""
+    folder = osp.join(root, 'body_real')
+    return body_set_from_coco(name, load_json(osp.join(folder, f'{name}_gt.json.gz')),
+                              load_json(osp.join(folder, f'{name}_blazepose.json.gz')))
+
+
+def load_coco_val2017(root: str = DATA_ROOT, exclude_images=()) -> BodySet:
+    """All COCO val2017 persons with keypoints (ground truth only), without
+    the images ``exclude_images`` (ids)."""
+    coco = load_json(osp.join(root, 'coco_val2017', 'person_keypoints_val2017_all.json.gz'))
+    drop = set(int(i) for i in exclude_images)
+    coco = dict(coco, images=[im for im in coco['images'] if im['id'] not in drop],
+                annotations=[a for a in coco['annotations'] if a['image_id'] not in drop])
+    return body_set_from_coco('coco_val2017', coco)
+
+
+def merge_sets(sets: List[BodySet], name: str = 'all') -> BodySet:
+    """One set of several (image and annotation ids offset per set so that
+    they stay unique)."""
+    parts = []
+    images, anns = [], []
+    for n, body in enumerate(sets):
+        off = (n + 1) * 10_000_000
+        images += [dict(im, id=im['id'] + off) for im in body.coco['images']]
+        anns += [dict(a, id=a['id'] + off, image_id=a['image_id'] + off)
+                 for a in body.coco['annotations']]
+        parts.append((body, off))
+    coco = dict(images=images, annotations=anns, categories=sets[0].coco['categories'])
+    cat = lambda f: None if getattr(sets[0], f) is None else np.concatenate(  # noqa: E731
+        [getattr(b, f) for b in sets])
+    return BodySet(name, coco, np.concatenate([b.ann_ids + off for b, off in parts]),
+                   np.concatenate([b.image_ids + off for b, off in parts]),
+                   cat('keypoints'), cat('visible'), cat('occluded'), cat('bboxes'),
+                   cat('areas'), cat('pred'), cat('pred_scores'), cat('pred_instance_scores'))

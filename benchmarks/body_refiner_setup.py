@@ -1,0 +1,97 @@
+"""What the body benchmarks share: the data split, the refiner, refining."""
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmpose.registry import MODELS
+
+from mmport.datasets import grouped_folds
+from mmport.models.do_no_harm import expected_gain_gate
+from mmport.models.port_refiner import resolve_metainfo
+
+from .body_data import BLAZEPOSE_SETS, BodySet, load_blazepose_set, load_coco_val2017
+
+COCO_METAINFO = dict(from_file='configs/_base_/datasets/coco.py')
+NETWORK = dict(type='PoseRelationTransformer', embed_dim=32, depth=4, num_heads=1,
+               mlp_ratio=2.0, proj_hops=1, use_scores=True, mask_mode='hint',
+               predict_errors=True)
+
+
+def coco_metainfo() -> dict:
+    """The parsed COCO metainfo, with the spec it came from under 'spec'."""
+    return dict(resolve_metainfo(COCO_METAINFO), spec=COCO_METAINFO)
+
+
+def load_body_data(root: str = 'data') -> Tuple[Dict[str, BodySet], BodySet]:
+    """The BlazePose sets and the COCO val2017 ground truth without the
+    images of the BlazePose COCO set (whose persons are scored)."""
+    sets = {name: load_blazepose_set(name, root) for name in BLAZEPOSE_SETS}
+    coco_val = load_coco_val2017(root, exclude_images=sets['coco'].image_ids)
+    return sets, coco_val
+
+
+def blazepose_folds(sets: Dict[str, BodySet], num_folds: int = 5,
+                    seed: int = 0) -> Dict[str, np.ndarray]:
+    """Fold of every person, grouped by image over all sets."""
+    names = list(sets)
+    groups = [f'{name}/{img}' for name in names for img in sets[name].image_ids]
+    folds = grouped_folds(groups, num_folds, seed)
+    out, start = {}, 0
+    for name in names:
+        out[name] = folds[start:start + len(sets[name])]
+        start += len(sets[name])
+    return out
+
+
+def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_similarity',
+                  train_cfg: Optional[dict] = None, **test_cfg):
+    """A COCO-17 PORTRefiner with the body benchmarks' network."""
+    cfg = dict(type='PORTRefiner', metainfo=COCO_METAINFO, network=dict(network or NETWORK),
+               quality_kind=quality_kind,
+               train_cfg=dict(dict(visible_loss_weight=0.1, loss_type='euclidean'),
+                              **(train_cfg or {})),
+               test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg))
+    return MODELS.build(cfg), cfg
+
+
+@torch.no_grad()
+def reconstruct_candidates(refiner, body: BodySet, score_thr: float):
+    """Reconstructions (N, K, 2) px, quality estimates (N, K, 2) and the
+    candidate mask (N, K) (predicted joints below ``score_thr``) of the
+    persons with predictions (others: zeros, no candidate)."""
+    has = body.has_pred
+    n, k = len(body), body.keypoints.shape[1]
+    rec = np.zeros((n, k, 2), np.float32)
+    quality = np.zeros((n, k, 2), np.float32)
+    cand = np.zeros((n, k), bool)
+    kp = torch.from_numpy(np.nan_to_num(body.pred[has]))
+    sc = torch.from_numpy(body.pred_scores[has])
+    boxes = torch.from_numpy(body.bboxes[has])
+    mask = sc < score_thr
+    outs, errs = [], []
+    for i in range(0, len(kp), 512):
+        sl = slice(i, i + 512)
+        r, e = refiner.reconstruct_with_errors(kp[sl], sc[sl], boxes[sl], mask[sl])
+        outs.append(r)
+        errs.append(e)
+    rec[has], quality[has], cand[has] = (torch.cat(outs).numpy(), torch.cat(errs).numpy(),
+                                         mask.numpy())
+    return rec, quality, cand
+
+
+def apply_gate(body: BodySet, rec: np.ndarray, quality: np.ndarray, cand: np.ndarray,
+               margin: Optional[float]) -> Tuple[np.ndarray, np.ndarray]:
+    """Refined keypoints and replaced mask: candidates move where the gate
+    lets them (``margin=None``: every candidate moves)."""
+    replaced = cand.copy()
+    if margin is not None:
+        replaced &= expected_gain_gate(torch.from_numpy(quality), margin).numpy()
+    refined = np.where(replaced[..., None], rec, np.nan_to_num(body.pred))
+    return refined, replaced
+
+
+def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float]):
+    """Refined keypoints (N, K, 2) and replaced mask (N, K) of ``body``'s
+    predictions under one rule (threshold, gate margin)."""
+    rec, quality, cand = reconstruct_candidates(refiner, body, score_thr)
+    return apply_gate(body, rec, quality, cand, margin)
