@@ -1,8 +1,11 @@
 """Design trials of the body refiner on an inner split of the training folds.
 
 Trains on BlazePose folds ``--train-folds`` (+ COCO val2017 ground truth) and
-scores fold ``--val-fold``, at several thresholds and gate margins. The
-benchmark's scored fold 0 is never touched. Prints a table; writes JSON.
+scores fold ``--val-fold``, at several thresholds and gate margins (defaults:
+train on 1-3, score 4, the folds fold 0 trains on). The cross-validation
+scores every fold once, so trials run here have seen data it scores: its
+rules are chosen per fold on training folds, but design choices made from
+these trials were not. Prints a line per rule; writes JSON.
 
     python -m benchmarks.dev_body_sweep [--iters N] [--tag NAME] [--set k=v ...]
 """
