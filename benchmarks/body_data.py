@@ -1,21 +1,14 @@
 """The bundled real body data as arrays: ground truth, BlazePose predictions."""
-import gzip
-import json
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
 
+from mmport.utils import load_json
+
 DATA_ROOT = 'data'
 BLAZEPOSE_SETS = ('lsp', 'lspet', 'coco')
-
-
-def load_json(path: str):
-    """Read a ``.json`` or ``.json.gz`` file."""
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rt') as f:
-        return json.load(f)
 
 
 @dataclass

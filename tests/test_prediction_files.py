@@ -1,3 +1,4 @@
+import gzip
 import json
 import os
 import pickle
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmport.datasets import load_pose_results
-from mmport.utils import InputFileError, safe_load_pickle
+from mmport.utils import InputFileError, load_json, safe_load_pickle
 from tests.conftest import PANOPTIC_ANN, PANOPTIC_PRED
 
 
@@ -59,3 +60,22 @@ def test_coco_json_results(tmp_path):
     path.write_text(json.dumps([dict(image_id=1, keypoints=[1, 2], score=1)]))
     with pytest.raises(InputFileError, match='triples'):
         load_pose_results(str(path))
+
+
+def test_gzipped_json_results_and_their_errors(tmp_path):
+    records = [dict(image_id=1, category_id=1, score=0.9,
+                    keypoints=[10.0, 20.0, 0.5] * 17)]
+    plain, packed = tmp_path / 'r.json', tmp_path / 'r.json.gz'
+    plain.write_text(json.dumps(records))
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = load_pose_results(str(plain)), load_pose_results(str(packed))
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert b.keypoints.shape == (1, 17, 2) and b.keypoint_scores[0, 0] == 0.5
+    not_gzip = tmp_path / 'x.json.gz'
+    not_gzip.write_text(json.dumps(records))
+    with pytest.raises(InputFileError, match='x.json.gz'):
+        load_json(str(not_gzip))
+    truncated = tmp_path / 't.json.gz'
+    truncated.write_bytes(packed.read_bytes()[:20])
+    with pytest.raises(InputFileError, match='t.json.gz'):
+        load_pose_results(str(truncated))

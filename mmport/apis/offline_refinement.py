@@ -1,5 +1,6 @@
 """Refine another method's results file (PoseFix-style, offline)."""
 import copy
+import gzip
 import json
 import os
 import os.path as osp
@@ -16,8 +17,8 @@ import torch
 from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.datasets.transforms.loading import box_iou
 from mmport.evaluation import coco_keypoint_ap, refinement_report
-from mmport.utils import InputFileError, safe_load_pickle
 from mmport.models.refiner_loading import load_refiner
+from mmport.utils import InputFileError, load_json, safe_load_pickle
 
 
 @dataclass
@@ -35,14 +36,9 @@ class GroundTruthMatch:
 
 
 def load_coco_annotations(ann_file: str) -> dict:
-    """Read a COCO-style keypoint annotation file, with clear errors."""
-    try:
-        with open(ann_file) as f:
-            data = json.load(f)
-    except OSError as err:
-        raise InputFileError(ann_file, f'cannot be read ({err.strerror})') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputFileError(ann_file, f'is not valid JSON ({err})') from None
+    """Read a COCO-style keypoint annotation file (``.json`` or
+    ``.json.gz``), with clear errors."""
+    data = load_json(ann_file)
     if not isinstance(data, dict) or 'annotations' not in data or 'images' not in data:
         raise InputFileError(ann_file, 'is not a COCO annotation file (needs "images" and '
                              '"annotations")')
@@ -274,7 +270,8 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         checkpoint (str | PORTRefiner): A refiner checkpoint, or a loaded
             refiner.
         out (str, optional): Where to write the refined results, in the
-            format of ``results`` (atomically). None: nothing is written.
+            format of ``results`` (atomically; gzipped if it ends in
+            ``.gz``). None: nothing is written.
         ann (str, optional): A COCO-style annotation file: each instance is
             framed by its matched annotation's box, and the report holds
             before/after errors (and COCO keypoint AP for json results of a
@@ -312,12 +309,12 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     source = None
     if out is not None or coco is not None:
         if poses.format == 'coco_json':
-            with open(results) as f:
-                source = json.load(f)
+            source = load_json(results)
         else:
             source = safe_load_pickle(results)
     if out is not None:
-        atomic_write(out, encode_results(poses, source, refined, replaced))
+        data = encode_results(poses, source, refined, replaced)
+        atomic_write(out, gzip.compress(data) if str(out).endswith('.gz') else data)
     low = (poses.keypoint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
     report = OfflineRefinementReport(results, out, thr, refined, replaced,
                                      int((low & ~replaced.any(1)).sum()))

@@ -10,13 +10,12 @@ Supported formats (detected from the content):
 * ``coco_json``: COCO keypoint results, a list of ``{image_id, category_id,
   keypoints: [x, y, s] * K, score}``.
 """
-import json
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
-from mmport.utils import InputFileError, safe_load_pickle
+from mmport.utils import JSON_SUFFIXES, InputFileError, load_json, safe_load_pickle
 
 
 @dataclass
@@ -150,7 +149,8 @@ def load_pose_results(path: str) -> PoseResults:
     """Load a results file of any supported format.
 
     Args:
-        path (str): ``.json`` (COCO keypoint results) or ``.pkl``/``.pickle``.
+        path (str): ``.json`` or ``.json.gz`` (COCO keypoint results), or
+            ``.pkl``/``.pickle``.
 
     Returns:
         PoseResults: The instances, coordinates as float64.
@@ -159,14 +159,8 @@ def load_pose_results(path: str) -> PoseResults:
         InputFileError: Unreadable, truncated, malformed, or unsupported file.
     """
     path = str(path)
-    if path.endswith('.json'):
-        try:
-            with open(path, 'r') as f:
-                data = json.load(f)
-        except OSError as err:
-            raise InputFileError(path, f'cannot be read ({err.strerror})') from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputFileError(path, f'is not valid JSON ({err})') from None
+    if path.endswith(JSON_SUFFIXES):
+        data = load_json(path)
         if not isinstance(data, list):
             raise InputFileError(path, 'a COCO keypoint results file must hold a list')
         return _checked(path, _from_coco_json, data)
