@@ -1,5 +1,5 @@
 """Metric maths for refinement (pure numpy, on top of MMPose's functions)."""
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from mmpose.evaluation.functional import keypoint_auc, keypoint_epe, keypoint_pck_accuracy
@@ -156,3 +156,94 @@ def move_outcomes(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
             'worsened_fraction': share(moved & (after > before), count),
             'improved_fraction': share(moved & (after < before), count),
             'moved': count}
+
+
+# MPII's usual PCKh total leaves out pelvis and thorax (joints 6 and 7 in
+# MMPose's MPII order)
+MPII_PCKH_EXCLUDED = (6, 7)
+
+
+def pckh(pred: np.ndarray, gt: np.ndarray, labelled: np.ndarray, head_size: np.ndarray,
+         thr: float = 0.5, exclude: Sequence[int] = ()) -> float:
+    """PCKh: the fraction of labelled joints within ``thr`` head sizes of the
+    ground truth (a joint counts when its error is <= thr * head_size, as
+    MPII's evaluation counts it).
+
+    Args:
+        pred (np.ndarray): Predicted keypoints, (N, K, 2) pixels; a
+            non-finite joint counts as wrong.
+        gt (np.ndarray): Ground truth, (N, K, 2).
+        labelled (np.ndarray): bool (N, K), the joints to score.
+        head_size (np.ndarray): (N,) per-instance head size, pixels.
+        thr (float): Threshold in head sizes.
+        exclude (sequence[int]): Joints left out (MPII's usual total:
+            ``MPII_PCKH_EXCLUDED``).
+
+    Returns:
+        float: PCKh in [0, 1], NaN when no joint is scored.
+    """
+    mask = np.asarray(labelled, bool).copy()
+    mask[:, list(exclude)] = False
+    if not mask.any():
+        return float('nan')
+    err = np.linalg.norm(np.asarray(pred, np.float64) - gt, axis=-1)
+    hit = np.nan_to_num(err, nan=np.inf) <= thr * np.asarray(head_size, np.float64)[:, None]
+    return float(hit[mask].mean())
+
+
+def mpii_pose_errors(pred: np.ndarray, gt: np.ndarray, visibility: np.ndarray,
+                     head_size: np.ndarray) -> Dict[str, float]:
+    """The MPII benchmark's scores of one set of predictions.
+
+    Args:
+        pred (np.ndarray): (N, K, 2) pixels.
+        gt (np.ndarray): (N, K, 2) pixels.
+        visibility (np.ndarray): (N, K): 2 visible, 1 labelled but occluded,
+            0 not labelled.
+        head_size (np.ndarray): (N,) pixels.
+
+    Returns:
+        dict: ``PCKh@0.5`` (MPII's usual total, pelvis and thorax left
+        out), ``PCKh@0.5_all`` (all labelled joints), ``EPE`` (mean pixel
+        error of the labelled joints), ``EPE_occluded`` (of the occluded
+        ones; NaN if none), ``count``, ``count_occluded``.
+    """
+    visibility = np.asarray(visibility)
+    labelled, occluded = visibility > 0, visibility == 1
+    err = np.linalg.norm(np.asarray(pred, np.float64) - gt, axis=-1)
+    return {
+        'PCKh@0.5': pckh(pred, gt, labelled, head_size, 0.5, MPII_PCKH_EXCLUDED),
+        'PCKh@0.5_all': pckh(pred, gt, labelled, head_size, 0.5),
+        'EPE': float(err[labelled].mean()) if labelled.any() else float('nan'),
+        'EPE_occluded': float(err[occluded].mean()) if occluded.any() else float('nan'),
+        'count': int(labelled.sum()),
+        'count_occluded': int(occluded.sum()),
+    }
+
+
+def worsened_fraction(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
+                      labelled: np.ndarray) -> Dict[str, float]:
+    """How often moving a joint hurt: of the labelled joints whose position
+    changed, the fraction whose error grew.
+
+    Args:
+        init (np.ndarray): Input keypoints, (N, K, 2).
+        refined (np.ndarray): Refined keypoints, (N, K, 2).
+        gt (np.ndarray): Ground truth, (N, K, 2).
+        labelled (np.ndarray): bool (N, K).
+
+    Returns:
+        dict: ``worsened_fraction`` (NaN when nothing moved),
+        ``moved_fraction`` (moved labelled joints / labelled joints),
+        ``moved`` (count).
+    """
+    labelled = np.asarray(labelled, bool)
+    moved = labelled & (np.asarray(refined) != np.asarray(init)).any(-1)
+    before = np.linalg.norm(np.asarray(init, np.float64) - gt, axis=-1)
+    after = np.linalg.norm(np.asarray(refined, np.float64) - gt, axis=-1)
+    return {
+        'worsened_fraction': float((after > before)[moved].mean()) if moved.any()
+        else float('nan'),
+        'moved_fraction': float(moved.sum() / max(labelled.sum(), 1)),
+        'moved': int(moved.sum()),
+    }
