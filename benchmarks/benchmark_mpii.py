@@ -1,0 +1,214 @@
+"""The MPII benchmark of the score-free refiner on real predictions of three
+published models that give no per-joint confidence (Tompson et al., stacked
+hourglass with 1 and with 8 stacks), on the bundled ``data/mpii``.
+
+The refiner reads positions only (every joint doubtful, no scores) and is
+trained keypoints-only (``benchmarks/score_free_training.py``) on the MPII
+training persons' ground truth with real error vectors transplanted onto it,
+synthetic errors, and real predictions.
+
+* Cross-validated run: 5 folds over the 2958 validation persons, grouped by
+  image. For each fold one refiner is trained on the training ground truth,
+  with the error vectors and the real predictions of the other four folds'
+  persons (all three models), and refines each model's predictions of the
+  held-out fold.
+* Held-out-model run: for each model, a refiner trained on the training
+  ground truth with transplanted error vectors of the other two models only
+  (no validation position enters training) refines that model's
+  predictions of all validation persons.
+
+Instances are framed by the annotation boxes (the labelled joints' extent
+enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them).
+Writes ``<work-dir>/mpii.json`` and prints a table.
+
+    python benchmarks/benchmark_mpii.py [--work-dir DIR] [--seed 0] [--iters N]
+"""
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
+                                            ScoreFreeSampler, to_box_frame,
+                                            train_score_free)
+import mmport  # noqa: E402,F401  (registers mmport's modules)
+from mmport.apis.cross_validation import grouped_folds  # noqa: E402
+from mmport.evaluation import mpii_pose_errors, worsened_fraction  # noqa: E402
+
+MODELS = ('tompson', 'hg_s1', 'hg_s8')
+MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
+               'hg_s8': 'hourglass 8 stacks'}
+METAINFO = dict(from_file='configs/_base_/datasets/mpii.py')
+
+
+def refiner_config(embed_dim: int = 64, num_heads: int = 2) -> dict:
+    """The score-free refiner: positions only, every joint a hinted
+    candidate (hint mode keeps each doubtful position visible)."""
+    return dict(
+        type='PORTRefiner',
+        metainfo=METAINFO,
+        network=dict(type='PoseRelationTransformer', embed_dim=embed_dim, depth=4,
+                     num_heads=num_heads, mlp_ratio=2.0, proj_hops=1, use_scores=False,
+                     mask_mode='hint'),
+        train_cfg=dict(loss_type='euclidean'),
+        # score-free: scores are all 0, so every joint is below the threshold
+        test_cfg=dict(score_thr=1.0, blend='replace', min_confident=0))
+
+
+def build_refiner(cfg: dict):
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS as REGISTRY
+    init_default_scope('mmpose')
+    return REGISTRY.build(copy.deepcopy(cfg))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data', default='data/mpii/mpii_val_preds.npz')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark')
+    parser.add_argument('--num-folds', type=int, default=5)
+    parser.add_argument('--seed', type=int, default=0, help='fold split and training seed')
+    parser.add_argument('--iters', type=int, default=1200, help='training iterations')
+    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--embed-dim', type=int, default=64)
+    parser.add_argument('--num-heads', type=int, default=2)
+    parser.add_argument('--skip-held-out-model', action='store_true')
+    return parser.parse_args(argv)
+
+
+class MPIIData:
+    """The bundled arrays, with box-frame copies."""
+
+    def __init__(self, path: str):
+        d = np.load(path)
+        self.gt, self.vis = d['val_gt'].astype(np.float64), d['val_visibility']
+        self.head, self.bbox = d['val_head_size'], d['val_bbox'].astype(np.float64)
+        self.image_id = d['val_image_id']
+        self.pred = {m: d[f'pred_{m}'].astype(np.float64) for m in MODELS}
+        self.labelled = self.vis > 0
+        self.gt_f = to_box_frame(self.gt, self.bbox)
+        self.pred_f = {m: to_box_frame(p, self.bbox) for m, p in self.pred.items()}
+        tb = d['train_bbox'].astype(np.float64)
+        self.train = PoseSource(to_box_frame(d['train_gt'].astype(np.float64), tb),
+                                d['train_labelled'])
+
+    def real(self, idx: np.ndarray, models) -> PoseSource:
+        """Real predictions of persons ``idx`` by ``models``, stacked."""
+        return PoseSource(np.concatenate([self.gt_f[idx]] * len(models)),
+                          np.concatenate([self.labelled[idx]] * len(models)),
+                          np.concatenate([self.pred_f[m][idx] for m in models]))
+
+
+def refine(model, keypoints: np.ndarray, bboxes: np.ndarray) -> np.ndarray:
+    """Score-free refinement of (N, K, 2) pixel keypoints."""
+    kpts = torch.as_tensor(keypoints, dtype=torch.float32)
+    refined, _ = model.refine(kpts, torch.zeros(kpts.shape[:2]),
+                              torch.as_tensor(bboxes, dtype=torch.float32))
+    return refined.double().numpy()
+
+
+def scores(data: MPIIData, idx: np.ndarray, init: np.ndarray, refined: np.ndarray) -> dict:
+    gt, vis, head = data.gt[idx], data.vis[idx], data.head[idx]
+    out = {'baseline': mpii_pose_errors(init, gt, vis, head),
+           'refined': mpii_pose_errors(refined, gt, vis, head)}
+    out['refined'].update(worsened_fraction(init, refined, gt, vis > 0))
+    return out
+
+
+def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
+    model = build_refiner(refiner_config(args.embed_dim, args.num_heads))
+    sampler = ScoreFreeSampler(data.train, real, model.metainfo['flip_indices'], donors,
+                               SamplerConfig(real_prob=0.3 if real is not None else 0.0))
+    info = train_score_free(model, sampler, args.iters, args.batch_size, seed=seed, log=log)
+    return model, info
+
+
+def cross_validated_run(data: MPIIData, args, log) -> dict:
+    folds = grouped_folds([str(i) for i in data.image_id], args.num_folds, args.seed)
+    refined = {m: data.pred[m].copy() for m in MODELS}
+    seconds = 0.0
+    for f in range(args.num_folds):
+        train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        model, info = train(data, args, data.real(train_idx, MODELS), None,
+                            args.seed * 100 + f, log)
+        seconds += info['seconds']
+        log(f'fold {f}: trained in {info["seconds"]:.0f} s (loss {info["loss"]:.4f})')
+        for m in MODELS:
+            refined[m][test_idx] = refine(model, data.pred[m][test_idx], data.bbox[test_idx])
+    allidx = np.arange(len(data.gt))
+    out = {m: scores(data, allidx, data.pred[m], refined[m]) for m in MODELS}
+    out['train_seconds'] = seconds
+    return out
+
+
+def held_out_model_run(data: MPIIData, args, log) -> dict:
+    out, seconds = {}, 0.0
+    allidx = np.arange(len(data.gt))
+    for m in MODELS:
+        others = [o for o in MODELS if o != m]
+        donors = data.real(allidx, others).error_vectors()
+        model, info = train(data, args, None, donors, args.seed * 100 + 50, log)
+        seconds += info['seconds']
+        log(f'held-out {m}: trained on the errors of {others} in {info["seconds"]:.0f} s')
+        out[m] = scores(data, allidx, data.pred[m],
+                        refine(model, data.pred[m], data.bbox))
+        out[m]['trained_with'] = others
+    out['train_seconds'] = seconds
+    return out
+
+
+def format_table(result: dict) -> str:
+    rows = [('run', 'model', 'PCKh@0.5', 'PCKh@0.5 all', 'EPE px', 'EPE occl. px',
+             'moved', 'worsened')]
+    for run in ('cross_validated', 'held_out_model'):
+        for m in MODELS:
+            if run not in result:
+                continue
+            b, r = result[run][m]['baseline'], result[run][m]['refined']
+            rows.append((run, MODEL_NAMES[m],
+                         f'{100 * b["PCKh@0.5"]:.2f} -> {100 * r["PCKh@0.5"]:.2f}',
+                         f'{100 * b["PCKh@0.5_all"]:.2f} -> {100 * r["PCKh@0.5_all"]:.2f}',
+                         f'{b["EPE"]:.2f} -> {r["EPE"]:.2f}',
+                         f'{b["EPE_occluded"]:.2f} -> {r["EPE_occluded"]:.2f}',
+                         f'{100 * r["moved_fraction"]:.1f}%',
+                         f'{100 * r["worsened_fraction"]:.1f}%'))
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(row, width)) for row in rows]
+    lines.insert(1, '  '.join('-' * w for w in width))
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    os.makedirs(args.work_dir, exist_ok=True)
+    start = time.perf_counter()
+
+    def log(msg):
+        print(f'[{time.perf_counter() - start:6.0f} s] {msg}', flush=True)
+
+    data = MPIIData(args.data)
+    result = {'cross_validated': cross_validated_run(data, args, log)}
+    if not args.skip_held_out_model:
+        result['held_out_model'] = held_out_model_run(data, args, log)
+    result.update(seed=args.seed, iters=args.iters, num_folds=args.num_folds,
+                  refiner=refiner_config(args.embed_dim, args.num_heads),
+                  seconds=time.perf_counter() - start)
+    out_json = osp.join(args.work_dir, 'mpii.json')
+    with open(out_json, 'w') as f:
+        json.dump(result, f, indent=2)
+    print('\nMPII benchmark, score-free refiner (PCKh@0.5: pelvis and thorax excluded; '
+          '"all": every labelled joint; moved / worsened: share of labelled joints moved, '
+          'and of those, the share whose error grew)\n' + format_table(result)
+          + f'\nwrote {out_json} ({result["seconds"]:.0f} s)', flush=True)
+
+
+if __name__ == '__main__':
+    main()
