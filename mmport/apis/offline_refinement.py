@@ -60,9 +60,10 @@ def keypoint_extent_boxes(keypoints: np.ndarray, scores: np.ndarray, thr: float)
 
 
 def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
-    """Match each result instance to an annotation of its image: the only
-    one, or the one whose box best overlaps the instance's keypoints (IoU >
-    0.1)."""
+    """Match each result instance to an annotation of its image: the one its
+    record names (``annotation_id``, as in the MPII results files), else the
+    image's only one, or the one whose box best overlaps the instance's
+    keypoints (IoU > 0.1)."""
     by_name = {osp.basename(img['file_name']): img['id'] for img in coco['images']}
     anns = [a for a in coco['annotations'] if not a.get('iscrowd', 0)]
     per_image: Dict[object, List[int]] = defaultdict(list)
@@ -73,12 +74,18 @@ def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
     extents = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, -np.inf)
     ann_index = np.full(len(results), -1)
     image_ids: List = []
+    by_id = {a['id']: i for i, a in enumerate(anns) if 'id' in a}
     for n, key in enumerate(results.image_keys):
         if results.format == 'coco_json':
             image_id = next((i for i in (key, _int_or_none(key)) if i in per_image), None)
         else:
             image_id = by_name.get(osp.basename(key))
         image_ids.append(image_id)
+        named = (by_id.get(results.extra[n]['annotation_id'])
+                 if results.extra and 'annotation_id' in results.extra[n] else None)
+        if named is not None and anns[named]['image_id'] == image_id:
+            ann_index[n] = named
+            continue
         cands = per_image.get(image_id, [])
         if not cands or not np.isfinite(extents[n]).all():
             continue
