@@ -9,8 +9,14 @@ output pickle; REFINED is written in the same format (atomically). Pickles
 are read with a restricted unpickler (numpy and builtin data only). With
 ``--ann`` (a COCO-style annotation file) each instance is framed by its
 matched annotation's box, and before/after errors (and COCO keypoint AP for
-17-joint bodies) are printed. The work is
-:func:`mmport.apis.refine_results_file`.
+17-joint bodies; PCKh@0.5 where the annotations carry MPII's ``head_size``)
+are printed. The work is :func:`mmport.apis.refine_results_file`.
+
+``--scores none`` is for methods that give no per-joint confidence (a
+constant or a "predicted" flag in the score slot): the refiner must be a
+score-free one (trained with ``use_scores=False``); it reads positions only
+and every joint is a candidate for refinement. The file's score values are
+written back unchanged.
 """
 import argparse
 import os.path as osp
@@ -29,6 +35,9 @@ def parse_args(argv=None):
     parser.add_argument('--ann', help='COCO-style annotation file (boxes; ground truth)')
     parser.add_argument('--config', help='refiner config, if the checkpoint holds none')
     parser.add_argument('--score-thr', type=float, help='override the confidence threshold')
+    parser.add_argument('--scores', default='file', choices=('file', 'none'),
+                        help='"none": the file\'s per-joint scores are not confidences; '
+                        'refine every joint from positions alone (needs a score-free refiner)')
     parser.add_argument('--bbox-source', default='auto', choices=BBOX_SOURCES,
                         help='frame of each instance: matched annotation box, the results\' '
                         'own box, or the keypoints\' extent (auto: the first available of '
@@ -40,7 +49,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     report = refine_results_file(args.results, args.checkpoint, args.out, args.ann,
-                                 args.score_thr, args.config, args.bbox_source, args.device)
+                                 args.score_thr, args.config, args.bbox_source, args.device,
+                                 scores=args.scores)
     print(report.summary())
     return 0
 

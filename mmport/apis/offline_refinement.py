@@ -16,7 +16,7 @@ import torch
 
 from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.datasets.transforms.loading import box_iou
-from mmport.evaluation import coco_keypoint_ap, refinement_report
+from mmport.evaluation import coco_keypoint_ap, mpii_pose_errors, refinement_report
 from mmport.models.refiner_loading import load_refiner
 from mmport.utils import InputFileError, load_json, safe_load_pickle
 
@@ -232,6 +232,10 @@ class OfflineRefinementReport:
             (``EPE``, ``EPE_replaced``, ...) over the matched instances.
         coco_ap (dict): For COCO json results of a skeleton with sigmas:
             ``'init'`` / ``'refined'`` AP and ``'instances'`` scored.
+        score_free (bool): Refined without reading the file's scores
+            (every joint a candidate).
+        pckh (dict): With annotations that carry MPII's ``head_size``:
+            ``'init'`` / ``'refined'`` -> :func:`mpii_pose_errors` entries.
     """
     results_file: str
     out: Optional[str]
@@ -242,20 +246,27 @@ class OfflineRefinementReport:
     matched: Optional[int] = None
     errors: Dict[str, dict] = field(default_factory=dict)
     coco_ap: Dict[str, float] = field(default_factory=dict)
+    score_free: bool = False
+    pckh: Dict[str, dict] = field(default_factory=dict)
 
     def summary(self) -> str:
         """The report as the lines ``tools/refine_results.py`` prints."""
         n = len(self.replaced)
         lines = [f'{self.out or self.results_file}: {n} instances, {int(self.replaced.sum())} '
                  f'joints of {int(self.replaced.any(1).sum()) if n else 0} instances refined '
-                 f'(threshold {self.score_thr}); {self.unchanged} instances with '
-                 'low-confidence joints passed through unchanged (degenerate box, non-finite '
-                 'values or too few confident joints)']
+                 f'({"score-free" if self.score_free else f"threshold {self.score_thr}"}); '
+                 f'{self.unchanged} instances with '
+                 f'{"candidate" if self.score_free else "low-confidence"} joints passed '
+                 'through unchanged (degenerate box, non-finite values or too few confident '
+                 'joints)']
         if self.errors:
             lines.append(f'matched {self.matched} of {n} instances to ground truth')
             for name in ('EPE', 'EPE_replaced'):
                 lines.append(f'  {name}: {self.errors["init"][name]:.3f} -> '
                              f'{self.errors["refined"][name]:.3f}')
+        for name in ('PCKh@0.5', 'PCKh@0.5_all') if self.pckh else ():
+            lines.append(f'  {name}: {100 * self.pckh["init"][name]:.2f} -> '
+                         f'{100 * self.pckh["refined"][name]:.2f}')
         if self.coco_ap:
             lines.append(f'  COCO AP ({self.coco_ap["instances"]} instances): '
                          f'{self.coco_ap["init"]:.4f} -> {self.coco_ap["refined"]:.4f}')
@@ -265,7 +276,8 @@ class OfflineRefinementReport:
 def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
                         out: Optional[str] = None, ann: Optional[str] = None,
                         score_thr: Optional[float] = None, config: Optional[str] = None,
-                        bbox_source: str = 'auto', device: str = 'cpu') -> OfflineRefinementReport:
+                        bbox_source: str = 'auto', device: str = 'cpu',
+                        scores: str = 'file') -> OfflineRefinementReport:
     """Refine the results file of any pose estimation method with a PORT
     refiner (offline, PoseFix-style).
 
@@ -289,6 +301,11 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         bbox_source (str): Frame of each instance, one of ``BBOX_SOURCES``
             (see :func:`refiner_boxes`).
         device (str): Device of the refiner.
+        scores (str): ``'file'``: the file's per-joint scores are
+            confidences; ``'none'``: they are not (a constant, or a
+            "predicted" flag): a score-free refiner (``use_scores=False``)
+            refines every joint from positions alone, and the score values
+            are written back as read.
 
     Returns:
         OfflineRefinementReport: The refined keypoints and what changed.
@@ -301,16 +318,27 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     refiner = (load_refiner(checkpoint, config, device) if isinstance(checkpoint, str)
                else checkpoint)
     thr = refiner.test_cfg['score_thr'] if score_thr is None else score_thr
+    if scores not in ('file', 'none'):
+        raise ValueError(f"scores must be 'file' or 'none', got {scores!r}")
+    score_free = scores == 'none'
+    if score_free and refiner.network.use_scores:
+        name = checkpoint if isinstance(checkpoint, str) else 'the refiner'
+        raise InputFileError(name, 'is a refiner that reads confidences; scores=none needs '
+                             'a score-free one (use_scores=False)')
+    # score-free: no joint is trusted a priori, so all are candidates
+    joint_scores = (np.zeros_like(poses.keypoint_scores) if score_free
+                    else poses.keypoint_scores)
+    if score_free:
+        thr = 1.0
     if len(poses) and poses.keypoints.shape[1] != refiner.num_keypoints:
         name = f'refiner {checkpoint}' if isinstance(checkpoint, str) else 'refiner'
         raise InputFileError(results, f'has {poses.keypoints.shape[1]} keypoints per '
                              f'instance, the {name} {refiner.num_keypoints}')
     coco = load_coco_annotations(ann) if ann else None
     match = match_ground_truth(poses, coco) if coco else None
-    boxes = refiner_boxes(poses, match, thr, bbox_source)
+    boxes = refiner_boxes(poses, match, -np.inf if score_free else thr, bbox_source)
     if len(poses):
-        refined, replaced = refine_arrays(refiner, poses.keypoints, poses.keypoint_scores,
-                                          boxes, thr)
+        refined, replaced = refine_arrays(refiner, poses.keypoints, joint_scores, boxes, thr)
     else:  # an empty results file gives an empty refined file
         refined, replaced = poses.keypoints, np.zeros(poses.keypoint_scores.shape, bool)
     source = None
@@ -322,9 +350,9 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     if out is not None:
         data = encode_results(poses, source, refined, replaced)
         atomic_write(out, gzip.compress(data) if str(out).endswith('.gz') else data)
-    low = (poses.keypoint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
+    low = (joint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
     report = OfflineRefinementReport(results, out, thr, refined, replaced,
-                                     int((low & ~replaced.any(1)).sum()))
+                                     int((low & ~replaced.any(1)).sum()), score_free=score_free)
     if match is None or not (match.ann_index >= 0).any():
         return report
 
@@ -335,6 +363,11 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         report.matched = int(m.sum())
         report.errors = refinement_report(poses.keypoints[m], refined[m], gt[..., :2],
                                           gt[..., 2] > 0, replaced[m], gt[..., 2] == 1)
+        if all('head_size' in a for a in anns):
+            head = np.array([a['head_size'] for a in anns], np.float64)
+            report.pckh = {name: mpii_pose_errors(kpts, gt[..., :2], gt[..., 2], head)
+                           for name, kpts in (('init', poses.keypoints[m]),
+                                              ('refined', refined[m]))}
     sigmas = refiner.metainfo.get('sigmas')
     if poses.format == 'coco_json' and sigmas is not None and len(sigmas) == gt.shape[1]:
         # records of the annotation file's images with finite values only

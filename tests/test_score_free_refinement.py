@@ -1,0 +1,105 @@
+"""Score-free refinement of results files without per-joint confidences
+(tools/refine_results.py --scores none), on real MPII predictions."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+MPII = 'data/mpii/mpii_val_preds.npz'
+
+
+def _run_tool(*args):
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope='module')
+def mpii_files(tmp_path_factory):
+    """The first 40 validation persons as a COCO-style annotation file (with
+    head sizes) and the 8-stack hourglass' real predictions of them as a
+    results file whose third values are 1 (predicted), not confidences."""
+    d = np.load(f'{REPO}/{MPII}')
+    tmp = tmp_path_factory.mktemp('mpii')
+    n = 40
+    anns, images, recs = [], [], []
+    for i in range(n):
+        box = d['val_bbox'][i].astype(float)
+        kp = np.concatenate([d['val_gt'][i], d['val_visibility'][i][:, None]], 1)
+        images.append(dict(id=int(d['val_image_id'][i]), file_name=f'{i}.jpg'))
+        anns.append(dict(id=int(d['val_ann_id'][i]), image_id=int(d['val_image_id'][i]),
+                         category_id=1, keypoints=kp.reshape(-1).tolist(), iscrowd=0,
+                         num_keypoints=int((kp[:, 2] > 0).sum()),
+                         bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                         area=float((box[2] - box[0]) * (box[3] - box[1])),
+                         head_size=float(d['val_head_size'][i])))
+        pred = np.concatenate([d['pred_hg_s8'][i], d['predicted_hg_s8'][i][:, None]], 1)
+        recs.append(dict(image_id=int(d['val_image_id'][i]), category_id=1, score=1.0,
+                         annotation_id=int(d['val_ann_id'][i]),
+                         keypoints=pred.reshape(-1).tolist()))
+    images = list({im['id']: im for im in images}.values())
+    ann = tmp / 'ann.json'
+    ann.write_text(json.dumps(dict(images=images, annotations=anns,
+                                   categories=[dict(id=1, name='person')])))
+    res = tmp / 'results.json'
+    res.write_text(json.dumps(recs))
+    return ann, res, recs
+
+
+def _save(model, cfg, path):
+    from mmengine.config import Config
+    torch.save({'state_dict': model.state_dict(),
+                'meta': dict(cfg=Config(dict(model=cfg)).pretty_text)}, path)
+
+
+@pytest.fixture(scope='module')
+def score_free_ckpt(tmp_path_factory):
+    """A small score-free refiner trained for a few iterations on the MPII
+    training ground truth with the models' error vectors."""
+    from benchmarks.benchmark_mpii import MODELS, MPIIData, build_refiner, refiner_config
+    from benchmarks.score_free_training import (SamplerConfig, ScoreFreeSampler,
+                                                train_score_free)
+    data = MPIIData(f'{REPO}/{MPII}')
+    cfg = refiner_config(embed_dim=16, num_heads=1)
+    model = build_refiner(cfg)
+    donors = data.real(np.arange(200), MODELS).error_vectors()
+    sampler = ScoreFreeSampler(data.train, None, model.metainfo['flip_indices'], donors,
+                               SamplerConfig(real_prob=0.0))
+    train_score_free(model, sampler, iters=20, batch_size=32)
+    path = tmp_path_factory.mktemp('ckpt') / 'score_free.pth'
+    _save(model, cfg, path)
+    return str(path)
+
+
+def test_refine_results_score_free_moves_positions_keeps_flags(mpii_files, score_free_ckpt,
+                                                                tmp_path):
+    ann, res, recs = mpii_files
+    out = tmp_path / 'refined.json'
+    rc, log = _run_tool('tools/refine_results.py', str(res), '--ann', str(ann),
+                        '--checkpoint', score_free_ckpt, '--out', str(out), '--scores', 'none')
+    assert rc == 0, log
+    assert 'score-free' in log and 'PCKh@0.5' in log and 'matched 40 of 40' in log
+    refined = json.loads(out.read_text())
+    assert [r['annotation_id'] for r in refined] == [r['annotation_id'] for r in recs]
+    before = np.array([r['keypoints'] for r in recs]).reshape(40, 16, 3)
+    after = np.array([r['keypoints'] for r in refined]).reshape(40, 16, 3)
+    np.testing.assert_array_equal(before[..., 2], after[..., 2])  # flags written back as read
+    assert not np.allclose(before[..., :2], after[..., :2])      # every joint was a candidate
+
+
+def test_scores_none_needs_a_score_free_refiner(mpii_files, tmp_path):
+    from benchmarks.benchmark_mpii import build_refiner, refiner_config
+    ann, res, _ = mpii_files
+    cfg = refiner_config(embed_dim=16, num_heads=1)
+    cfg['network']['use_scores'] = True
+    ckpt = tmp_path / 'scored.pth'
+    _save(build_refiner(cfg), cfg, ckpt)
+    rc, log = _run_tool('tools/refine_results.py', str(res), '--ann', str(ann),
+                        '--checkpoint', str(ckpt), '--out', str(tmp_path / 'o.json'),
+                        '--scores', 'none')
+    assert rc != 0 and 'reads confidences' in log and 'use_scores=False' in log
