@@ -207,7 +207,7 @@ def train_score_free(model, sampler: ScoreFreeSampler, iters: int = 3000,
         loss.backward()
         opt.step()
         sched.step()
-        running.append(float(loss))
+        running.append(loss.item())
         if log is not None and (it + 1) % log_every == 0:
             log(f'iter {it + 1}/{iters}: loss {np.mean(running[-log_every:]):.4f} '
                 f'({time.perf_counter() - start:.0f} s)')
