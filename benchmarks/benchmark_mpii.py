@@ -48,12 +48,16 @@ MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
 METAINFO = dict(from_file='configs/_base_/datasets/mpii.py')
 
 
-def refiner_config(embed_dim: int = 64, num_heads: int = 2) -> dict:
+def refiner_config(embed_dim: int = 64, num_heads: int = 2,
+                   quality_kind: str = 'keypoint_similarity') -> dict:
     """The score-free refiner: positions only, every joint a hinted
-    candidate (hint mode keeps each doubtful position visible)."""
+    candidate (hint mode keeps each doubtful position visible). The gate
+    compares estimated keypoint similarities by default (``quality_kind``;
+    PCKh, like OKS, rewards only joints brought within a tolerance)."""
     return dict(
         type='PORTRefiner',
         metainfo=METAINFO,
+        quality_kind=quality_kind,
         network=dict(type='PoseRelationTransformer', embed_dim=embed_dim, depth=4,
                      num_heads=num_heads, mlp_ratio=2.0, proj_hops=1, use_scores=False,
                      mask_mode='hint', predict_errors=True),
@@ -82,6 +86,9 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--embed-dim', type=int, default=64)
     parser.add_argument('--num-heads', type=int, default=2)
+    parser.add_argument('--quality-kind', default='keypoint_similarity',
+                        choices=('keypoint_similarity', 'log_distance'),
+                        help='what the error head estimates for the do-no-harm gate')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
 
@@ -136,7 +143,7 @@ def scores(data: MPIIData, idx: np.ndarray, init: np.ndarray, refined: dict) -> 
 
 
 def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
-    model = build_refiner(refiner_config(args.embed_dim, args.num_heads))
+    model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind))
     sampler = ScoreFreeSampler(data.train, real, model.metainfo['flip_indices'], donors,
                                SamplerConfig(real_prob=0.3 if real is not None else 0.0))
     info = train_score_free(model, sampler, args.iters, args.batch_size, seed=seed, log=log)
@@ -215,7 +222,7 @@ def main(argv=None):
     if not args.skip_held_out_model:
         result['held_out_model'] = held_out_model_run(data, args, log)
     result.update(seed=args.seed, iters=args.iters, num_folds=args.num_folds,
-                  refiner=refiner_config(args.embed_dim, args.num_heads),
+                  refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind),
                   seconds=time.perf_counter() - start)
     out_json = osp.join(args.work_dir, 'mpii.json')
     with open(out_json, 'w') as f:
