@@ -1,0 +1,66 @@
+"""Train the shipped score-free MPII refiner (``checkpoints/port_mpii16_*.pth``).
+
+Trained on the MPII training persons' ground truth with the real error
+vectors (box-size units) of the three published models on the validation
+persons transplanted onto it, plus synthetic errors. No validation
+ground-truth position enters training (only the error vectors, which the
+issue allows), so the refiner can be scored on the validation set's
+predictions. The checkpoint holds the refiner config (``meta.cfg``) that
+``tools/refine_results.py`` builds it from.
+
+    python benchmarks/train_mpii_refiner.py --out checkpoints/port_mpii16_scorefree.pth
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.benchmark_mpii import (MODELS, MPIIData, build_refiner,  # noqa: E402
+                                       refiner_config)
+from benchmarks.score_free_training import (SamplerConfig, ScoreFreeSampler,  # noqa: E402
+                                            train_score_free)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data', default='data/mpii/mpii_val_preds.npz')
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--iters', type=int, default=3000)
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--embed-dim', type=int, default=64)
+    parser.add_argument('--num-heads', type=int, default=2)
+    parser.add_argument('--quality-kind', default='keypoint_similarity',
+                        choices=('keypoint_similarity', 'log_distance'))
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    from mmengine.config import Config
+    data = MPIIData(args.data)
+    donors = data.real(np.arange(len(data.gt)), MODELS).error_vectors()
+    cfg = refiner_config(args.embed_dim, args.num_heads, args.quality_kind)
+    model = build_refiner(cfg)
+    sampler = ScoreFreeSampler(data.train, None, model.metainfo['flip_indices'], donors,
+                               SamplerConfig(real_prob=0.0))
+    info = train_score_free(model, sampler, args.iters, args.batch_size, seed=args.seed,
+                            log=print)
+    command = 'python benchmarks/train_mpii_refiner.py ' + ' '.join(
+        argv if argv is not None else sys.argv[1:])
+    meta = dict(cfg=Config(dict(model=cfg)).pretty_text, command=command,
+                train_seconds=info['seconds'],
+                training_data='MPII training ground truth (data/mpii train_gt) with the error '
+                'vectors of Tompson et al., hourglass 1 and 8 stacks on MPII validation')
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    torch.save({'state_dict': model.state_dict(), 'meta': meta}, args.out)
+    print(f'wrote {args.out} ({info["seconds"]:.0f} s of training)')
+
+
+if __name__ == '__main__':
+    main()
