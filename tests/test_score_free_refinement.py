@@ -103,3 +103,27 @@ def test_scores_none_needs_a_score_free_refiner(mpii_files, tmp_path):
                         '--checkpoint', str(ckpt), '--out', str(tmp_path / 'o.json'),
                         '--scores', 'none')
     assert rc != 0 and 'reads confidences' in log and 'use_scores=False' in log
+
+
+@pytest.mark.parametrize('model', ['tompson', 'hg_s1', 'hg_s8'])
+def test_shipped_mpii_refiner_does_not_lower_pckh(model):
+    """checkpoints/port_mpii16_scorefree.pth on each model's real MPII
+    validation predictions, framed by the annotation boxes: PCKh@0.5 does
+    not go down and EPE goes down. (The refiner was trained with these
+    persons' error vectors, not their positions.)"""
+    from mmport.apis import load_refiner
+    from mmport.evaluation import mpii_pose_errors
+    d = np.load(f'{REPO}/{MPII}')
+    refiner = load_refiner(f'{REPO}/checkpoints/port_mpii16_scorefree.pth')
+    assert not refiner.network.use_scores and refiner.test_cfg['gate']
+    pred = torch.as_tensor(d[f'pred_{model}'])
+    refined, moved = refiner.refine(pred, torch.zeros(pred.shape[:2]),
+                                    torch.as_tensor(d['val_bbox']))
+    args = (d['val_gt'], d['val_visibility'], d['val_head_size'])
+    before = mpii_pose_errors(pred.numpy(), *args)
+    after = mpii_pose_errors(refined.numpy(), *args)
+    assert after['PCKh@0.5'] >= before['PCKh@0.5']
+    assert after['EPE'] < before['EPE']
+    # the gate leaves some joints exactly where they were
+    kept = ~moved.numpy()
+    assert kept.any() and np.array_equal(refined.numpy()[kept], pred.numpy()[kept])
