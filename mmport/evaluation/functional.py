@@ -220,30 +220,3 @@ def mpii_pose_errors(pred: np.ndarray, gt: np.ndarray, visibility: np.ndarray,
         'count_occluded': int(occluded.sum()),
     }
 
-
-def worsened_fraction(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
-                      labelled: np.ndarray) -> Dict[str, float]:
-    """How often moving a joint hurt: of the labelled joints whose position
-    changed, the fraction whose error grew.
-
-    Args:
-        init (np.ndarray): Input keypoints, (N, K, 2).
-        refined (np.ndarray): Refined keypoints, (N, K, 2).
-        gt (np.ndarray): Ground truth, (N, K, 2).
-        labelled (np.ndarray): bool (N, K).
-
-    Returns:
-        dict: ``worsened_fraction`` (NaN when nothing moved),
-        ``moved_fraction`` (moved labelled joints / labelled joints),
-        ``moved`` (count).
-    """
-    labelled = np.asarray(labelled, bool)
-    moved = labelled & (np.asarray(refined) != np.asarray(init)).any(-1)
-    before = np.linalg.norm(np.asarray(init, np.float64) - gt, axis=-1)
-    after = np.linalg.norm(np.asarray(refined, np.float64) - gt, axis=-1)
-    return {
-        'worsened_fraction': float((after > before)[moved].mean()) if moved.any()
-        else float('nan'),
-        'moved_fraction': float(moved.sum() / max(labelled.sum(), 1)),
-        'moved': int(moved.sum()),
-    }
