@@ -18,7 +18,7 @@ Instances are framed by the detections' own extent, enlarged 15% per side
 the detector (MPII's thorax, head top) and Human3.6M (spine, head), so the
 errors are reported with and without them. Writes ``<work-dir>/h36m.json``.
 
-    python benchmarks/benchmark_h36m.py [--data DIR] [--work-dir DIR] [--seed 0]
+    python -m benchmarks.benchmark_h36m [--data DIR] [--work-dir DIR] [--seed 0]
 """
 import argparse
 import json

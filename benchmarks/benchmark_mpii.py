@@ -18,10 +18,12 @@ synthetic errors, and real predictions.
   predictions of all validation persons.
 
 Instances are framed by the annotation boxes (the labelled joints' extent
-enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them).
+enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
+with ``--frame pred`` by boxes made from each model's predictions alone (no
+ground truth at test time).
 Writes ``<work-dir>/mpii.json`` and prints a table.
 
-    python benchmarks/benchmark_mpii.py [--work-dir DIR] [--seed 0] [--iters N]
+    python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
 """
 import argparse
 import copy
