@@ -223,8 +223,9 @@ class OfflineRefinementReport:
             the results file in its order.
         replaced (np.ndarray): bool (N, K), the joints the refiner replaced.
         unchanged (int): Instances with a joint below the threshold that
-            passed through unchanged (degenerate box, non-finite values or
-            too few confident joints).
+            passed through unchanged (the refiner's do-no-harm gate moved
+            none of them, or a degenerate box, non-finite values or too few
+            confident joints).
         matched (int, optional): Instances matched to a ground-truth
             annotation (with ``ann``).
         errors (dict): With ground truth of the refiner's skeleton:
@@ -257,8 +258,8 @@ class OfflineRefinementReport:
                  f'({"score-free" if self.score_free else f"threshold {self.score_thr}"}); '
                  f'{self.unchanged} instances with '
                  f'{"candidate" if self.score_free else "low-confidence"} joints passed '
-                 'through unchanged (degenerate box, non-finite values or too few confident '
-                 'joints)']
+                 'through unchanged (the do-no-harm gate where the refiner has one, a '
+                 'degenerate box, non-finite values or too few confident joints)']
         if self.errors:
             lines.append(f'matched {self.matched} of {n} instances to ground truth')
             for name in ('EPE', 'EPE_replaced'):
