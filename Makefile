@@ -1,21 +1,30 @@
 # mmport: two commands do everything on a fresh machine.
-#   make benchmark   set up .venv (first time ~15 min: mmcv compiles), then run
-#                    the Panoptic refinement benchmark on the bundled real data
-#                    and the COCO-17 body benchmark (work_dirs/benchmark/)
+#   make benchmark   set up .venv (first time ~12 min: mmcv compiles), then run
+#                    the benchmarks on the bundled real data (work_dirs/benchmark/):
+#                    Panoptic hands, real BlazePose body predictions, MPII
+#                    predictions without scores, the synthetic-error COCO-17
+#                    regression check
+#   make benchmark-h36m  the Human3.6M benchmark (reads ../shared/data/h36m_sh:
+#                    its licence keeps it out of the repository)
 #   make test        set up .venv, then run the test suite
 #   make speed       the speed benchmark (after make benchmark)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup benchmark demo test speed clean
+.PHONY: setup benchmark benchmark-h36m demo test speed clean
 
 setup:
 	@bash tools/setup_env.sh $(VENV)
 
 benchmark: setup
 	$(PY) -m benchmarks.benchmark_panoptic
+	$(PY) -m benchmarks.benchmark_body_real
+	$(PY) -m benchmarks.benchmark_mpii
 	$(PY) -m benchmarks.benchmark_coco
+
+benchmark-h36m: setup
+	$(PY) -m benchmarks.benchmark_h36m
 
 speed: setup
 	$(PY) -m benchmarks.benchmark_speed
