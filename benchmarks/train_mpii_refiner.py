@@ -8,7 +8,7 @@ issue allows), so the refiner can be scored on the validation set's
 predictions. The checkpoint holds the refiner config (``meta.cfg``) that
 ``tools/refine_results.py`` builds it from.
 
-    python benchmarks/train_mpii_refiner.py --out checkpoints/port_mpii16_scorefree.pth
+    python -m benchmarks.train_mpii_refiner --out checkpoints/port_mpii16_scorefree.pth
 """
 import argparse
 import os
@@ -51,7 +51,7 @@ def main(argv=None):
                                SamplerConfig(real_prob=0.0))
     info = train_score_free(model, sampler, args.iters, args.batch_size, seed=args.seed,
                             log=print)
-    command = 'python benchmarks/train_mpii_refiner.py ' + ' '.join(
+    command = 'python -m benchmarks.train_mpii_refiner ' + ' '.join(
         argv if argv is not None else sys.argv[1:])
     meta = dict(cfg=Config(dict(model=cfg)).pretty_text, command=command,
                 train_seconds=info['seconds'],

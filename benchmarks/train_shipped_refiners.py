@@ -1,0 +1,153 @@
+"""Train the refiners shipped in ``checkpoints/`` (the model zoo).
+
+* ``port_coco17_refiner.pth``: COCO-17 body refiner, trained on the
+  bundled COCO val2017 ground truth (data/coco_val2017, without the images
+  of the BlazePose COCO set) corrupted by synthetic PoseFix errors, in the
+  body benchmark's plain PyTorch loop. No BlazePose prediction is used, so
+  ``benchmarks.benchmark_body_real``'s drop-in part is a fair test of it.
+* ``port_panoptic_hand21.pth``: hand refiner, trained through an mmengine
+  Runner with ``configs/port/port_panoptic-hand2d_keypoints-only.py`` on
+  all 846 bundled Panoptic hands (real MobileNetV2 predictions).
+
+Each file holds the refiner's config (``meta.cfg``, so that ``load_refiner``
+and ``RefinedTopdownPoseEstimator`` build it from the file alone, default
+threshold and gate included), its weights, and how it was trained.
+
+    python -m benchmarks.train_shipped_refiners [--only body|hand] [--out-dir checkpoints]
+"""
+import argparse
+import os
+import os.path as osp
+import time
+
+from typing import Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.apis import prepare_runner_cfg
+from mmport.datasets import grouped_folds
+
+from .body_data import BodySet
+from .cross_validation import build_quiet_runner, printed_to_file
+from .body_refiner_setup import build_refiner, coco_metainfo, load_body_data, refine_with_rule
+from .body_scoring import refinement_scores
+from .tensor_training import (TrainingSettings, build_pool, image_neighbours, synthetic_bank,
+                              train_refiner)
+
+HAND_CONFIG = 'configs/port/port_panoptic-hand2d_keypoints-only.py'
+# the threshold the Panoptic benchmark's per-fold selection chose most often
+HAND_SCORE_THR = 0.3
+BODY_SETTINGS = TrainingSettings(iters=3000, batch_size=128, real=0.0, transplant=0.0,
+                                 synthetic=1.0, seed=0)
+# candidate rules (score threshold, gate margin); a threshold above 1 makes
+# every joint a candidate and leaves the decision to the gate
+BODY_RULES = [(thr, margin) for thr in (0.3, 0.5, 0.9, 1.01)
+              for margin in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)]
+VALIDATION_SEED = 1234
+
+
+def save_refiner(refiner, model_cfg: dict, path: str, how: str) -> None:
+    """Write a checkpoint that ``mmport.apis.load_refiner`` reads alone."""
+    cfg_text = Config(dict(model=model_cfg)).pretty_text
+    state = {k: v.detach().cpu() for k, v in refiner.state_dict().items()}
+    meta = dict(cfg=cfg_text, mmport=dict(trained_by=how, date=time.strftime('%Y-%m-%d')))
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    torch.save(dict(meta=meta, state_dict=state), path)
+    print(f'wrote {path} ({osp.getsize(path) / 1e3:.0f} kB)')
+
+
+def corrupted_copy(body: BodySet, meta: dict, seed: int, scramble_scores: bool) -> BodySet:
+    """``body`` with synthetic PoseFix errors as its predictions; with
+    ``scramble_scores`` their scores are drawn uniformly, unrelated to the
+    errors (a detector whose confidence this refiner cannot read)."""
+    kp, sc = synthetic_bank(body, meta, 1, seed, image_neighbours(body))
+    out = body.subset(np.arange(len(body)))
+    out.pred, out.pred_scores = kp[:, 0], sc[:, 0]
+    if scramble_scores:
+        out.pred_scores = np.random.default_rng(seed + 1).random(sc[:, 0].shape).astype(
+            np.float32)
+    out.pred_instance_scores = out.pred_scores.mean(1)
+    return out
+
+
+def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, float]:
+    """The threshold and gate margin for a detector nobody has seen: a
+    refiner trained on ``train`` refines ``val`` with synthetic errors twice,
+    with their synthetic scores and with scrambled ones. Among the rules
+    whose COCO AP does not drop in either case, the one with the best worse
+    EPE change wins; if none, the one whose AP drops least. Only training
+    data (COCO val2017 ground truth) is used."""
+    pool = build_pool([train], [], meta, synthetic_copies=8, seed=0)
+    refiner, _ = build_refiner()
+    train_refiner(refiner, pool, TrainingSettings(**dict(vars(BODY_SETTINGS), seed=1)),
+                  meta['flip_indices'])
+    checks = [corrupted_copy(val, meta, VALIDATION_SEED, scramble) for scramble in (False, True)]
+    ranks = {}
+    for thr, margin in BODY_RULES:
+        rows = [refinement_scores(b, *refine_with_rule(refiner, b, thr, margin),
+                                  meta['sigmas']) for b in checks]
+        worse_ap = min(r['refined']['AP'] - r['baseline']['AP'] for r in rows)
+        worse_epe = max(r['refined']['EPE_norm'] - r['baseline']['EPE_norm'] for r in rows)
+        ranks[(thr, margin)] = (worse_ap >= 0, -worse_epe if worse_ap >= 0 else worse_ap)
+        print(f'  rule {thr}/{margin}: worse AP change {worse_ap:+.4f}, '
+              f'worse EPE change {worse_epe:+.4f} (box units)', flush=True)
+    return max(BODY_RULES, key=lambda r: ranks[r])
+
+
+def train_body(out_dir: str) -> str:
+    torch.set_num_threads(2)
+    meta = coco_metainfo()
+    _, coco_val = load_body_data()
+    groups = [str(i) for i in coco_val.image_ids]
+    fold = grouped_folds(groups, 5, seed=0)
+    thr, margin = choose_body_rule(coco_val.subset(np.flatnonzero(fold != 0)),
+                                   coco_val.subset(np.flatnonzero(fold == 0)), meta)
+    print(f'body refiner rule (chosen on held-out COCO val2017 persons): threshold {thr}, '
+          f'gate margin {margin}', flush=True)
+    pool = build_pool([coco_val], [], meta, synthetic_copies=8, seed=0)
+    refiner, cfg = build_refiner(score_thr=thr, gate_margin=margin)
+    secs = train_refiner(refiner, pool, BODY_SETTINGS, meta['flip_indices'],
+                         log=lambda m: print(f'  body refiner: {m}', flush=True))
+    print(f'body refiner trained in {secs:.0f} s on {len(coco_val)} COCO val2017 persons')
+    path = osp.join(out_dir, 'port_coco17_refiner.pth')
+    save_refiner(refiner, cfg, path, 'python -m benchmarks.train_shipped_refiners --only body')
+    return path
+
+
+def train_hand(out_dir: str) -> str:
+    cfg = Config.fromfile(HAND_CONFIG)
+    work_dir = osp.join('work_dirs', 'shipped_hand_refiner')
+    cfg.work_dir = work_dir
+    cfg.train_dataloader.dataset.folds = [0, 1, 2, 3, 4]
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                        interval=cfg.train_cfg.max_iters)
+    cfg.model.test_cfg.score_thr = HAND_SCORE_THR
+    runner = build_quiet_runner(prepare_runner_cfg(cfg))
+    with printed_to_file(work_dir, stdout=False):
+        runner.train()
+    path = osp.join(out_dir, 'port_panoptic_hand21.pth')
+    model_cfg = cfg.model.to_dict()
+    save_refiner(runner.model, model_cfg, path,
+                 'python -m benchmarks.train_shipped_refiners --only hand')
+    print(f'hand refiner trained on all {len(runner.train_dataloader.dataset)} Panoptic hands '
+          f'(log: {work_dir})')
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--only', choices=('body', 'hand'))
+    parser.add_argument('--out-dir', default='checkpoints')
+    args = parser.parse_args()
+    if args.only in (None, 'body'):
+        train_body(args.out_dir)
+    if args.only in (None, 'hand'):
+        train_hand(args.out_dir)
+
+
+if __name__ == '__main__':
+    main()

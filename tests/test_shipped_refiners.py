@@ -1,0 +1,79 @@
+"""The refiners shipped in checkpoints/: they load from the file alone (config,
+default threshold and gate included), refine real results files end to end,
+and the chained config picks the body refiner up."""
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpose.registry import MODELS
+
+import mmport  # noqa: F401
+from mmport.apis import load_refiner, refine_results_file
+from mmport.datasets import load_pose_results
+from tests.conftest import PANOPTIC_PRED
+
+BODY = 'checkpoints/port_coco17_refiner.pth'
+HAND = 'checkpoints/port_panoptic_hand21.pth'
+COCO_PRED = 'data/body_real/coco_blazepose.json.gz'
+COCO_GT = 'data/body_real/coco_gt.json.gz'
+
+
+def test_shipped_body_refiner_loads_with_its_rule():
+    refiner = load_refiner(BODY)
+    assert refiner.num_keypoints == 17 and not refiner.training
+    assert refiner.test_cfg['gate'] and refiner.network.predict_errors
+    assert refiner.quality_kind == 'keypoint_similarity'
+    ckpt = torch.load(BODY, map_location='cpu', weights_only=False)
+    assert 'train_shipped_refiners' in ckpt['meta']['mmport']['trained_by']
+    rule = Config.fromstring(ckpt['meta']['cfg'], '.py').model.test_cfg
+    assert refiner.test_cfg['score_thr'] == rule.score_thr
+    assert refiner.test_cfg['gate_margin'] == rule.gate_margin
+
+
+def test_shipped_hand_refiner_refines_real_predictions_below_its_threshold():
+    refiner = load_refiner(HAND)
+    assert refiner.num_keypoints == 21 and refiner.test_cfg['score_thr'] == 0.3
+    res = load_pose_results(PANOPTIC_PRED)
+    kpts = torch.from_numpy(res.keypoints).float()
+    scores = torch.from_numpy(res.keypoint_scores).float()
+    out, replaced = refiner.refine(kpts, scores, torch.from_numpy(res.bboxes).float())
+    assert replaced.any() and not replaced[scores >= 0.3].any()
+    assert torch.equal(out[~replaced], kpts[~replaced])
+    assert (out[replaced] - kpts[replaced]).norm(dim=-1).median() > 0.5
+
+
+def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
+    out = tmp_path / 'refined.json.gz'
+    report = refine_results_file(COCO_PRED, BODY, out=str(out), ann=COCO_GT)
+    with gzip.open(COCO_PRED, 'rt') as f:
+        source = json.load(f)
+    with gzip.open(out, 'rt') as f:
+        refined = json.load(f)
+    assert len(refined) == len(source) == len(report.refined) == 307
+    before = np.array([r['keypoints'] for r in source]).reshape(-1, 17, 3)
+    after = np.array([r['keypoints'] for r in refined]).reshape(-1, 17, 3)
+    changed = np.abs(after[..., :2] - before[..., :2]).sum(-1) > 1e-3
+    np.testing.assert_array_equal(changed, report.replaced)
+    np.testing.assert_array_equal(after[..., 2], before[..., 2])  # scores kept
+    # results are matched to annotations by box overlap (BlazePose's boxes
+    # are its keypoints' extent: in crowded photos a few match no one)
+    assert 280 <= report.matched <= 307
+    # COCO AP over all 307 with xtcocotools: BlazePose's own AP on this set
+    assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
+    assert report.coco_ap['instances'] == 307 and np.isfinite(report.coco_ap['refined'])
+    assert 15 < report.errors['init']['EPE'] < 35
+
+
+def test_chained_config_takes_the_shipped_refiner_and_its_rule():
+    init_default_scope('mmpose')
+    cfg = Config.fromfile('configs/port/port_td-hm_mobilenetv2_coco-256x192.py')
+    assert cfg.model.refiner_checkpoint == BODY
+    model = MODELS.build(cfg.model)
+    shipped = load_refiner(BODY)
+    assert model.refiner.test_cfg['gate_margin'] == shipped.test_cfg['gate_margin']
+    for key, value in shipped.state_dict().items():
+        assert torch.equal(model.refiner.state_dict()[key], value), key
