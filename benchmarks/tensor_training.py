@@ -15,7 +15,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from mmport.datasets.transforms.error_synthesis import synthesize_errors
+from mmport.datasets.transforms.error_synthesis import SynthesizePoseErrors, synthesize_errors
 
 from .body_data import BodySet
 
@@ -57,7 +57,6 @@ def synthetic_bank(body: BodySet, metainfo: dict, copies: int, seed: int,
     """``copies`` PoseFix corruptions of every person (M, S, K, 2) and their
     scores (M, S, K), in pixels; unlabelled joints get a position inside the
     box and a low score, as ``SynthesizePoseErrors`` does."""
-    from mmport.datasets.transforms.error_synthesis import SynthesizePoseErrors
     rng = np.random.default_rng(seed)
     probs = SynthesizePoseErrors(metainfo=metainfo['spec'])._prob_table(body.keypoints.shape[1])
     sigmas, flip = np.asarray(metainfo['sigmas']), metainfo['flip_indices']
@@ -82,8 +81,9 @@ def synthetic_bank(body: BodySet, metainfo: dict, copies: int, seed: int,
 
 
 def image_neighbours(body: BodySet) -> Dict[int, np.ndarray]:
-    """Per image, (P, K, 3) rows [index, x, y] ... of its persons: (P, 1+K, 3)
-    with row 0 holding the person's index, then its labelled joints (x, y, v)."""
+    """Per image id, its P persons as an array (P, 1 + K, 3): row 0 holds
+    the person's index in ``body`` (at [0, 0]), rows 1..K its joints
+    (x, y, labelled)."""
     groups: Dict[int, list] = {}
     for i, img in enumerate(body.image_ids):
         groups.setdefault(int(img), []).append(i)
