@@ -77,3 +77,20 @@ def test_chained_config_takes_the_shipped_refiner_and_its_rule():
     assert model.refiner.test_cfg['gate_margin'] == shipped.test_cfg['gate_margin']
     for key, value in shipped.state_dict().items():
         assert torch.equal(model.refiner.state_dict()[key], value), key
+
+
+def test_gated_body_refiner_exports_with_its_gate(tmp_path):
+    from mmport.deployment import compare_onnx_with_pytorch, export_onnx
+    refiner = load_refiner(BODY)
+    # margin 0: on random poses the gate then lets some joints move and
+    # keeps others (the shipped margin keeps them all)
+    refiner.test_cfg['gate_margin'] = 0.0
+    rng = np.random.default_rng(0)
+    _, replaced = refiner.refine(torch.tensor(rng.uniform(20, 180, (256, 17, 2)),
+                                              dtype=torch.float32),
+                                 torch.tensor(rng.uniform(0, 1, (256, 17)), dtype=torch.float32),
+                                 torch.tensor([[0., 0., 200., 200.]]).repeat(256, 1))
+    assert 0.02 < replaced.float().mean() < 0.5
+    path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
+    max_diff, masks_equal = compare_onnx_with_pytorch(refiner, path, num_poses=256)
+    assert masks_equal and max_diff < 1e-2

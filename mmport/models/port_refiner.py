@@ -81,7 +81,7 @@ class PORTRefiner(BaseModel):
             at twice the network cost), ``gate`` (default False: the
             do-no-harm rule, which needs a network with ``predict_errors``:
             a joint below the threshold is moved only where its
-            reconstruction's estimated error is below its input's) and
+            reconstruction's estimated quality beats its input's) and
             ``gate_margin`` (default 0: the expected gain in quality that
             moving must bring).
         data_preprocessor (dict, optional): mmengine data preprocessor.
