@@ -2,8 +2,8 @@
 #   make benchmark   set up .venv (first time ~12 min: mmcv compiles), then run
 #                    the benchmarks on the bundled real data (work_dirs/benchmark/):
 #                    Panoptic hands, real BlazePose body predictions, MPII
-#                    predictions without scores, the synthetic-error COCO-17
-#                    regression check
+#                    predictions without scores
+#   make benchmark-full  the same plus the synthetic-error COCO-17 regression check
 #   make benchmark-h36m  the Human3.6M benchmark (reads ../shared/data/h36m_sh:
 #                    its licence keeps it out of the repository)
 #   make test        set up .venv, then run the test suite
@@ -12,7 +12,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup benchmark benchmark-h36m demo test speed clean
+.PHONY: setup benchmark benchmark-full benchmark-h36m demo test speed clean
 
 setup:
 	@bash tools/setup_env.sh $(VENV)
@@ -21,6 +21,8 @@ benchmark: setup
 	$(PY) -m benchmarks.benchmark_panoptic
 	$(PY) -m benchmarks.benchmark_body_real
 	$(PY) -m benchmarks.benchmark_mpii
+
+benchmark-full: benchmark
 	$(PY) -m benchmarks.benchmark_coco
 
 benchmark-h36m: setup
