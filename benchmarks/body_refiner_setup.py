@@ -1,5 +1,5 @@
 """What the body benchmarks share: the data split, the refiner, refining."""
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch

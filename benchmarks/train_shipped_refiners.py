@@ -19,7 +19,6 @@ import argparse
 import os
 import os.path as osp
 import time
-
 from typing import Tuple
 
 import numpy as np
@@ -31,9 +30,9 @@ from mmport.apis import prepare_runner_cfg
 from mmport.datasets import grouped_folds
 
 from .body_data import BodySet
-from .cross_validation import build_quiet_runner, printed_to_file
 from .body_refiner_setup import build_refiner, coco_metainfo, load_body_data, refine_with_rule
 from .body_scoring import refinement_scores
+from .cross_validation import build_quiet_runner, printed_to_file
 from .tensor_training import (TrainingSettings, build_pool, image_neighbours, synthetic_bank,
                               train_refiner)
 

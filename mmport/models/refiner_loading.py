@@ -1,5 +1,5 @@
 """Build a trained PORT refiner from its checkpoint alone."""
-from typing import Optional, Union
+from typing import Union
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
