@@ -33,8 +33,8 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.benchmark_mpii import build_refiner, refine, refiner_config  # noqa: E402
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
-                                            ScoreFreeSampler, to_box_frame,
-                                            train_score_free)
+                                            ScoreFreeSampler, add_training_arguments,
+                                            to_box_frame, train_score_free)
 
 TRAIN_SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8')
 TEST_SUBJECTS = ('S9', 'S11')
@@ -67,13 +67,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', default='../shared/data/h36m_sh')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--iters', type=int, default=3000)
-    parser.add_argument('--batch-size', type=int, default=128)
-    parser.add_argument('--embed-dim', type=int, default=64)
-    parser.add_argument('--num-heads', type=int, default=2)
-    parser.add_argument('--quality-kind', default='keypoint_similarity',
-                        choices=('keypoint_similarity', 'log_distance'))
+    add_training_arguments(parser, iters=3000)
     return parser.parse_args(argv)
 
 

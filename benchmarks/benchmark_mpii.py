@@ -38,8 +38,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
-                                            ScoreFreeSampler, to_box_frame,
-                                            train_score_free)
+                                            ScoreFreeSampler, add_training_arguments,
+                                            to_box_frame, train_score_free)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.datasets.grouped_folds import grouped_folds  # noqa: E402
 from mmport.evaluation import mpii_pose_errors  # noqa: E402
@@ -84,14 +84,7 @@ def parse_args(argv=None):
     parser.add_argument('--data', default='data/mpii/mpii_val_preds.npz')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--num-folds', type=int, default=5)
-    parser.add_argument('--seed', type=int, default=0, help='fold split and training seed')
-    parser.add_argument('--iters', type=int, default=1200, help='training iterations')
-    parser.add_argument('--batch-size', type=int, default=128)
-    parser.add_argument('--embed-dim', type=int, default=64)
-    parser.add_argument('--num-heads', type=int, default=2)
-    parser.add_argument('--quality-kind', default='keypoint_similarity',
-                        choices=('keypoint_similarity', 'log_distance'),
-                        help='what the error head estimates for the do-no-harm gate')
+    add_training_arguments(parser, iters=1200)
     parser.add_argument('--frame', default='ann', choices=('ann', 'pred'),
                         help='instance frames: annotation boxes, or boxes made from each '
                         "model's predictions alone")

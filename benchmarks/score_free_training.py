@@ -15,6 +15,7 @@ Every sample is flipped, rotated, scaled and shifted at random. The loss is
 the refiner's own :meth:`PORTRefiner.pose_loss` with every joint marked
 doubtful (score-free: no joint is trusted a priori).
 """
+import argparse
 import math
 import time
 from dataclasses import dataclass
@@ -213,3 +214,17 @@ def train_score_free(model, sampler: ScoreFreeSampler, iters: int = 3000,
                 f'({time.perf_counter() - start:.0f} s)')
     model.eval()
     return {'seconds': time.perf_counter() - start, 'loss': float(np.mean(running[-100:]))}
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
+    """The command-line options of a score-free training (seed, schedule,
+    network size, what the error head estimates), with ``iters`` iterations
+    by default."""
+    parser.add_argument('--seed', type=int, default=0, help='training seed (and fold split, where there is one)')
+    parser.add_argument('--iters', type=int, default=iters, help='training iterations')
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--embed-dim', type=int, default=64)
+    parser.add_argument('--num-heads', type=int, default=2)
+    parser.add_argument('--quality-kind', default='keypoint_similarity',
+                        choices=('keypoint_similarity', 'log_distance'),
+                        help='what the error head estimates for the do-no-harm gate')

@@ -22,20 +22,14 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.benchmark_mpii import (MODELS, MPIIData, build_refiner,  # noqa: E402
                                        refiner_config)
 from benchmarks.score_free_training import (SamplerConfig, ScoreFreeSampler,  # noqa: E402
-                                            train_score_free)
+                                            add_training_arguments, train_score_free)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', default='data/mpii/mpii_val_preds.npz')
     parser.add_argument('--out', required=True)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--iters', type=int, default=3000)
-    parser.add_argument('--batch-size', type=int, default=128)
-    parser.add_argument('--embed-dim', type=int, default=64)
-    parser.add_argument('--num-heads', type=int, default=2)
-    parser.add_argument('--quality-kind', default='keypoint_similarity',
-                        choices=('keypoint_similarity', 'log_distance'))
+    add_training_arguments(parser, iters=3000)
     return parser.parse_args(argv)
 
 
