@@ -32,7 +32,7 @@ from mmport.apis import load_refiner
 
 from .body_data import BodySet, merge_sets
 from .body_refiner_setup import (blazepose_folds, build_refiner, coco_metainfo, load_body_data,
-                                 refine_with_rule)
+                                 refine_persons, refine_with_rule)
 from .body_scoring import refinement_scores
 from .tensor_training import TrainingSettings, build_pool, train_refiner
 
@@ -125,16 +125,7 @@ def pooled_scores(sets: Dict[str, BodySet], folds, outputs: Dict[int, dict]) -> 
 def transfer_scores(sets: Dict[str, BodySet], checkpoint: str) -> dict:
     """The shipped refiner, with its own threshold and gate, on every set."""
     refiner = load_refiner(checkpoint)
-    outputs = {}
-    for name, body in sets.items():
-        has = body.has_pred
-        refined = np.nan_to_num(body.pred).copy()
-        replaced = np.zeros(body.visible.shape, bool)
-        out, rep = refiner.refine(torch.from_numpy(refined[has]),
-                                  torch.from_numpy(body.pred_scores[has]),
-                                  torch.from_numpy(body.bboxes[has]))
-        refined[has], replaced[has] = out.numpy(), rep.numpy()
-        outputs[name] = (refined, replaced)
+    outputs = {name: refine_persons(refiner, body) for name, body in sets.items()}
     result = scores_with_pooled(sets, outputs)
     result['score_thr'] = refiner.test_cfg['score_thr']
     result['gate_margin'] = refiner.test_cfg['gate_margin']

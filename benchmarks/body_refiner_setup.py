@@ -6,7 +6,6 @@ import torch
 from mmpose.registry import MODELS
 
 from mmport.datasets import grouped_folds
-from mmport.models.do_no_harm import expected_gain_gate
 from mmport.models.port_refiner import resolve_metainfo
 
 from .body_data import BLAZEPOSE_SETS, BodySet, load_blazepose_set, load_coco_val2017
@@ -54,44 +53,24 @@ def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_
     return MODELS.build(cfg), cfg
 
 
-@torch.no_grad()
-def reconstruct_candidates(refiner, body: BodySet, score_thr: float):
-    """Reconstructions (N, K, 2) px, quality estimates (N, K, 2) and the
-    candidate mask (N, K) (predicted joints below ``score_thr``) of the
-    persons with predictions (others: zeros, no candidate)."""
+def refine_persons(refiner, body: BodySet) -> Tuple[np.ndarray, np.ndarray]:
+    """``body``'s predictions through the refiner's own test-time rule
+    (``PORTRefiner.refine``): refined keypoints (N, K, 2) and replaced mask
+    (N, K); persons without a prediction stay zeros, unreplaced."""
     has = body.has_pred
-    n, k = len(body), body.keypoints.shape[1]
-    rec = np.zeros((n, k, 2), np.float32)
-    quality = np.zeros((n, k, 2), np.float32)
-    cand = np.zeros((n, k), bool)
-    kp = torch.from_numpy(np.nan_to_num(body.pred[has]))
-    sc = torch.from_numpy(body.pred_scores[has])
-    boxes = torch.from_numpy(body.bboxes[has])
-    mask = sc < score_thr
-    outs, errs = [], []
-    for i in range(0, len(kp), 512):
-        sl = slice(i, i + 512)
-        r, e = refiner.reconstruct_with_errors(kp[sl], sc[sl], boxes[sl], mask[sl])
-        outs.append(r)
-        errs.append(e)
-    rec[has], quality[has], cand[has] = (torch.cat(outs).numpy(), torch.cat(errs).numpy(),
-                                         mask.numpy())
-    return rec, quality, cand
-
-
-def apply_gate(body: BodySet, rec: np.ndarray, quality: np.ndarray, cand: np.ndarray,
-               margin: Optional[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """Refined keypoints and replaced mask: candidates move where the gate
-    lets them (``margin=None``: every candidate moves)."""
-    replaced = cand.copy()
-    if margin is not None:
-        replaced &= expected_gain_gate(torch.from_numpy(quality), margin).numpy()
-    refined = np.where(replaced[..., None], rec, np.nan_to_num(body.pred))
+    refined = np.nan_to_num(body.pred).copy()
+    replaced = np.zeros(body.visible.shape, bool)
+    out, rep = refiner.refine(torch.from_numpy(refined[has]),
+                              torch.from_numpy(body.pred_scores[has]),
+                              torch.from_numpy(body.bboxes[has]))
+    refined[has], replaced[has] = out.numpy(), rep.numpy()
     return refined, replaced
 
 
 def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float]):
-    """Refined keypoints (N, K, 2) and replaced mask (N, K) of ``body``'s
-    predictions under one rule (threshold, gate margin)."""
-    rec, quality, cand = reconstruct_candidates(refiner, body, score_thr)
-    return apply_gate(body, rec, quality, cand, margin)
+    """:func:`refine_persons` under one rule: the threshold and the gate
+    margin (``None``: no gate, every candidate moves), set into the
+    refiner's ``test_cfg``."""
+    refiner.test_cfg.update(score_thr=score_thr, gate=margin is not None,
+                            gate_margin=0.0 if margin is None else margin)
+    return refine_persons(refiner, body)

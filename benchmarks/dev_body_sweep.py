@@ -20,8 +20,8 @@ import torch
 
 import mmport  # noqa: F401
 
-from .body_refiner_setup import (apply_gate, blazepose_folds, build_refiner, coco_metainfo,
-                                 load_body_data, reconstruct_candidates, NETWORK)
+from .body_refiner_setup import (NETWORK, blazepose_folds, build_refiner, coco_metainfo,
+                                 load_body_data, refine_with_rule)
 from .body_scoring import refinement_scores
 from .tensor_training import TrainingSettings, build_pool, train_refiner
 
@@ -68,20 +68,18 @@ def main():
     pool = build_pool(persons, donors, meta, synthetic_copies=args.synthetic_copies)
     print(f'pool: {len(pool.gt)} persons, {len(pool.donor_errors)} donors '
           f'({time.time() - t0:.0f} s)', flush=True)
-    refiner, cfg = build_refiner(network, args.quality, {k: parse_value(v) for k, v in (s.split('=', 1) for s in args.train_cfg)})
+    train_cfg = {k: parse_value(v) for k, v in (s.split('=', 1) for s in args.train_cfg)}
+    refiner, cfg = build_refiner(network, args.quality, train_cfg)
     secs = train_refiner(refiner, pool, settings, meta['flip_indices'],
                          log=lambda m: print(m, flush=True))
     print(f'trained in {secs:.0f} s', flush=True)
     sigmas = meta['sigmas']
     results = {}
     for thr in args.thresholds:
-        per_set = {n: reconstruct_candidates(refiner, b, thr) for n, b in val.items()}
         for m in args.margins:
             margin = None if m == 'none' else float(m)
-            row = {}
-            for n, b in val.items():
-                refined, replaced = apply_gate(b, *per_set[n], margin)
-                row[n] = refinement_scores(b, refined, replaced, sigmas)
+            row = {n: refinement_scores(b, *refine_with_rule(refiner, b, thr, margin), sigmas)
+                   for n, b in val.items()}
             results[f'{thr}/{m}'] = row
             cells = ' | '.join(
                 f"{n}: AP {r['baseline']['AP']:.4f}->{r['refined']['AP']:.4f} "
