@@ -71,6 +71,28 @@ def test_joints_with_negative_expected_gain_are_left_exactly(real):
     assert torch.equal(ungated, scores < 0.5)
 
 
+def test_per_joint_margins_keep_a_joint_class_fixed(real):
+    kpts, scores, boxes = real
+    log_err = torch.tensor([[[0.0, -1.0], [0.0, -1.0], [0.0, -0.5]]])
+    quality = expected_quality(log_err, 'log_distance')
+    np.testing.assert_array_equal(
+        expected_gain_gate(quality, [0.0, float('inf'), 0.6]).numpy(), [[True, False, False]])
+    with pytest.raises(ValueError, match='one per joint'):
+        expected_gain_gate(quality, [0.0, 0.0])
+    refiner = gated_refiner()
+    _, shared = refiner.refine(kpts, scores, boxes)
+    # three joint classes that moved (as if their moves hurt on training data)
+    fixed = torch.nonzero(shared.any(0)).flatten()[:3].tolist()
+    assert len(fixed) == 3
+    margins = [float('inf') if j in fixed else 0.0 for j in range(21)]
+    refiner.test_cfg['gate_margin'] = margins
+    out, replaced = refiner.refine(kpts, scores, boxes)
+    assert not replaced[:, fixed].any()
+    assert torch.equal(out[:, fixed], kpts[:, fixed])
+    others = [j for j in range(21) if j not in fixed]
+    assert torch.equal(replaced[:, others], shared[:, others])
+
+
 def test_gate_needs_an_error_head():
     init_default_scope('mmpose')
     with pytest.raises(ValueError, match='predict_errors'):

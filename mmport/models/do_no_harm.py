@@ -15,7 +15,7 @@ and of its reconstruction. Two kinds of estimate are supported:
   AP rewards: a joint far off gains nothing from moving less far off, and a
   nearly right joint has everything to lose.
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -77,19 +77,27 @@ def expected_quality(raw: Tensor, kind: str = 'log_distance') -> Tensor:
     raise ValueError(f'kind must be one of {QUALITY_KINDS}, got {kind!r}')
 
 
-def expected_gain_gate(quality: Optional[Tensor], margin: float = 0.0) -> Tensor:
+def expected_gain_gate(quality: Optional[Tensor],
+                       margin: Union[float, Sequence[float], Tensor] = 0.0) -> Tensor:
     """The do-no-harm rule: move a joint only where the reconstruction's
     expected quality beats the input position's by more than ``margin``.
 
     Args:
         quality (Tensor): (B, K, 2) expected quality of the input position
             ``[..., 0]`` and of the reconstruction ``[..., 1]``.
-        margin (float): The gain required (in the quality's units: log
-            distance ratio, or keypoint similarity).
+        margin (float | sequence[float] | Tensor): The gain required (in the
+            quality's units: log distance ratio, or keypoint similarity),
+            one for all joints or one per joint (K,); ``inf`` keeps a joint
+            class where it is (for joint classes whose moves did not help on
+            training data).
 
     Returns:
         Tensor: bool (B, K), True where moving is expected to help.
     """
     if quality is None:
         raise ValueError('the do-no-harm gate needs a network built with predict_errors=True')
+    margin = torch.as_tensor(margin, dtype=quality.dtype, device=quality.device)
+    if margin.ndim > 1 or (margin.ndim == 1 and margin.shape[0] != quality.shape[1]):
+        raise ValueError(f'margin must be a number or one per joint ({quality.shape[1]}), '
+                         f'got shape {tuple(margin.shape)}')
     return quality[..., 1] - quality[..., 0] > margin

@@ -83,7 +83,8 @@ class PORTRefiner(BaseModel):
             a joint below the threshold is moved only where its
             reconstruction's estimated quality beats its input's) and
             ``gate_margin`` (default 0: the expected gain in quality that
-            moving must bring).
+            moving must bring; a number, or a list of one per joint where
+            ``inf`` never moves that joint).
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
