@@ -13,6 +13,7 @@ from mmport.structures.instance_batch import check_instance_batch
 from mmport.structures.normalization import frame_from_bboxes, from_frame, to_frame, valid_bboxes
 from .do_no_harm import (QUALITY_KINDS, expected_gain_gate, expected_quality,
                          joint_tolerances, quality_loss)
+from .instance_rescoring import expected_instance_similarity, rescored_instance_scores
 
 BLEND_MODES = ('replace', 'linear')
 LOSS_TYPES = ('l1', 'euclidean')
@@ -71,7 +72,10 @@ class PORTRefiner(BaseModel):
             ``visible_loss_weight`` (weight of the loss on unmasked joints
             relative to masked ones; default 0.1) and ``error_loss_weight``
             (weight of :func:`mmport.models.do_no_harm.quality_loss` where
-            the network estimates errors; default 0.05).
+            the network estimates errors; default 0.05) and
+            ``error_loss_joints`` (``'masked'``, the default: the estimates
+            are trained on the masked joints, which the gate judges;
+            ``'labelled'``: on every labelled joint, as rescoring needs).
         test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
             (``'replace'`` or ``'linear'``), ``min_confident`` (default 3),
             ``chunk_size`` (poses per network call in :meth:`refine`;
@@ -84,7 +88,10 @@ class PORTRefiner(BaseModel):
             reconstruction's estimated quality beats its input's) and
             ``gate_margin`` (default 0: the expected gain in quality that
             moving must bring; a number, or a list of one per joint where
-            ``inf`` never moves that joint).
+            ``inf`` never moves that joint) and ``rescore`` (default 0: the
+            weight of the expected OKS in the instance scores that
+            :meth:`refine_and_rescore` returns; needs
+            ``quality_kind='keypoint_similarity'``).
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -120,11 +127,19 @@ class PORTRefiner(BaseModel):
             raise ValueError(f'train_cfg.loss_type must be one of {LOSS_TYPES}, got '
                              f"{self.train_cfg['loss_type']!r}")
         self.train_cfg.setdefault('error_loss_weight', 0.05)
+        self.train_cfg.setdefault('error_loss_joints', 'masked')
+        if self.train_cfg['error_loss_joints'] not in ('masked', 'labelled'):
+            raise ValueError("train_cfg.error_loss_joints must be 'masked' or 'labelled', got "
+                             f"{self.train_cfg['error_loss_joints']!r}")
         self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
                          'chunk_size': 128, 'flip_test': False, 'gate': False,
-                         'gate_margin': 0.0, **(test_cfg or {})}
+                         'gate_margin': 0.0, 'rescore': 0.0, **(test_cfg or {})}
         if self.test_cfg['gate'] and not getattr(self.network, 'predict_errors', False):
             raise ValueError('test_cfg.gate needs a network with predict_errors=True')
+        if self.test_cfg['rescore'] and not (getattr(self.network, 'predict_errors', False)
+                                             and quality_kind == 'keypoint_similarity'):
+            raise ValueError("test_cfg.rescore needs a network with predict_errors=True and "
+                             "quality_kind='keypoint_similarity'")
         if self.test_cfg['blend'] not in BLEND_MODES:
             raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
         chunk = self.test_cfg['chunk_size']
@@ -212,10 +227,22 @@ class PORTRefiner(BaseModel):
         (:func:`mmport.models.do_no_harm.expected_gain_gate`); the others
         keep the input exactly.
         """
+        refined, replaced, _, _ = self._refine_batch(keypoints, scores, bboxes, score_thr)
+        return refined, replaced
+
+    def _refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+                      score_thr: float, need_candidates: bool = True
+                      ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+        """:meth:`refine_batch`, plus the quality estimates (B, K, 2) (or
+        None) and the mask (B,) of the instances that went through the
+        network on their own values (``need_candidates=False`` admits
+        those with no joint below the threshold)."""
         mask = scores < score_thr
         ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
-              & torch.isfinite(scores).all(1) & mask.any(1)
+              & torch.isfinite(scores).all(1)
               & ((~mask).sum(1) >= self.test_cfg['min_confident']))
+        if need_candidates:
+            ok = ok & mask.any(1)
         unit_box = torch.tensor([0., 0., 1., 1.], dtype=bboxes.dtype, device=bboxes.device)
         safe_boxes = torch.where(ok[:, None], bboxes, unit_box)
         safe_kpts = torch.where(ok[:, None, None], keypoints, torch.zeros_like(keypoints))
@@ -229,7 +256,7 @@ class PORTRefiner(BaseModel):
         if self.test_cfg['blend'] == 'linear':
             w = (safe_scores / score_thr).clamp(0, 1)[..., None]
             rec = w * safe_kpts + (1 - w) * rec
-        return torch.where(replaced[..., None], rec, keypoints), replaced
+        return torch.where(replaced[..., None], rec, keypoints), replaced, quality, ok
 
     @torch.no_grad()
     def refine(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
@@ -265,6 +292,51 @@ class PORTRefiner(BaseModel):
             refined[idx], replaced[idx] = self.refine_batch(keypoints[idx], scores[idx],
                                                             bboxes[idx], thr)
         return refined, replaced
+
+    @torch.no_grad()
+    def refine_and_rescore(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+                           instance_scores: Tensor, score_thr: Optional[float] = None
+                           ) -> Tuple[Tensor, Tensor, Tensor]:
+        """:meth:`refine`, and new instance scores from the network's
+        estimate of each output joint's keypoint similarity
+        (:func:`mmport.models.instance_rescoring.rescored_instance_scores`
+        with weight ``test_cfg.rescore``; 0, the default, keeps the scores).
+        Every instance with a valid box and finite values goes through the
+        network, also those with no joint below the threshold.
+
+        Args:
+            keypoints (Tensor): (B, K, 2) pixels.
+            scores (Tensor): (B, K) confidences.
+            bboxes (Tensor): (B, 4) xyxy pixels.
+            instance_scores (Tensor): (B,) the instances' scores.
+            score_thr (float, optional): Overrides ``test_cfg.score_thr``.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: refined keypoints (B, K, 2), the
+            replaced mask (B, K) and the instance scores (B,).
+        """
+        weight = float(self.test_cfg['rescore'])
+        if weight == 0:
+            refined, replaced = self.refine(keypoints, scores, bboxes, score_thr)
+            return refined, replaced, instance_scores.float().clone()
+        check_instance_batch(self.num_keypoints, keypoints, scores, bboxes)
+        if instance_scores.shape != scores.shape[:1]:
+            raise ValueError(f'instance_scores must be ({scores.shape[0]},), got '
+                             f'{tuple(instance_scores.shape)}')
+        thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
+        keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
+        instance_scores = instance_scores.float()
+        refined, replaced = keypoints.clone(), torch.zeros_like(scores, dtype=torch.bool)
+        rescored = instance_scores.clone()
+        step = self.test_cfg['chunk_size']
+        for i in range(0, len(keypoints), step):
+            sl = slice(i, i + step)
+            refined[sl], replaced[sl], quality, ok = self._refine_batch(
+                keypoints[sl], scores[sl], bboxes[sl], thr, need_candidates=False)
+            rescored[sl] = rescored_instance_scores(
+                instance_scores[sl], expected_instance_similarity(quality, replaced[sl]),
+                weight, ok)
+        return refined, replaced, rescored
 
     @torch.no_grad()
     def explain(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
@@ -348,8 +420,9 @@ class PORTRefiner(BaseModel):
             loss_visible=self.train_cfg['visible_loss_weight']
             * (err * unmasked).sum() / unmasked.sum().clamp_min(1))
         if raw_err is not None:
+            judged = masked if self.train_cfg['error_loss_joints'] == 'masked' else visible
             losses['loss_error'] = self.train_cfg['error_loss_weight'] * quality_loss(
-                raw_err, coords, pred.detach(), target, masked, self.quality_kind,
+                raw_err, coords, pred.detach(), target, judged.float(), self.quality_kind,
                 self.joint_tolerances)
         return losses
 

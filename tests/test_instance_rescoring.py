@@ -1,0 +1,84 @@
+"""Instance rescoring from the refiner's expected keypoint similarities."""
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+from mmpose.registry import MODELS
+
+from mmport.models.instance_rescoring import (expected_instance_similarity,
+                                              rescored_instance_scores)
+
+COCO_META = dict(from_file='configs/_base_/datasets/coco.py')
+
+
+def test_expected_similarity_takes_each_output_joints_estimate():
+    quality = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]],
+                            [[0.4, 0.7], [0.6, 0.3], [1.0, 0.0]]])
+    replaced = torch.tensor([[False, True, False], [True, False, False]])
+    torch.testing.assert_close(expected_instance_similarity(quality, replaced),
+                               torch.tensor([(0.9 + 0.8 + 0.5) / 3, (0.7 + 0.6 + 1.0) / 3]))
+
+
+def test_rescoring_is_a_geometric_blend():
+    scores, oks = torch.tensor([0.9, 0.4, 0.5]), torch.tensor([0.25, 0.81, 0.5])
+    torch.testing.assert_close(rescored_instance_scores(scores, oks, 0.0), scores)
+    torch.testing.assert_close(rescored_instance_scores(scores, oks, 1.0), oks)
+    torch.testing.assert_close(rescored_instance_scores(scores, oks, 0.5),
+                               torch.tensor([(0.9 * 0.25) ** 0.5, (0.4 * 0.81) ** 0.5, 0.5]))
+    # the ranking flips where the estimate disagrees strongly enough
+    assert rescored_instance_scores(scores, oks, 0.5)[1] > rescored_instance_scores(
+        scores, oks, 0.5)[0]
+    kept = rescored_instance_scores(scores, oks, 1.0, valid=torch.tensor([True, False, True]))
+    torch.testing.assert_close(kept, torch.tensor([0.25, 0.4, 0.5]))
+    with pytest.raises(ValueError, match=r'\[0, 1\]'):
+        rescored_instance_scores(scores, oks, 1.5)
+
+
+def body_refiner(**test_cfg):
+    init_default_scope('mmpose')
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='PORTRefiner', metainfo=COCO_META, quality_kind='keypoint_similarity',
+        network=dict(type='PoseRelationTransformer', embed_dim=32, depth=2, num_heads=1,
+                     mask_mode='hint', predict_errors=True),
+        test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg)))
+    torch.nn.init.normal_(model.network.error_head.weight, std=0.5)
+    return model.eval()
+
+
+def test_refine_and_rescore_uses_the_estimates_of_every_instance():
+    rng = np.random.default_rng(0)
+    n = 40
+    kpts = torch.from_numpy(rng.uniform(20, 180, (n, 17, 2))).float()
+    scores = torch.from_numpy(rng.uniform(0, 1, (n, 17))).float()
+    scores[:5] = 0.9  # no joint below the threshold: still judged
+    boxes = torch.tensor([[0., 0., 200., 200.]]).repeat(n, 1)
+    inst = torch.from_numpy(rng.uniform(0.2, 1, n)).float()
+    refiner = body_refiner(rescore=1.0)
+    refined, replaced, rescored = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+    plain, plain_replaced = refiner.refine(kpts, scores, boxes)
+    assert torch.equal(replaced, plain_replaced)
+    torch.testing.assert_close(refined, plain)
+    _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes, scores < 0.5)
+    torch.testing.assert_close(rescored, expected_instance_similarity(quality, replaced))
+    assert not torch.allclose(rescored[:5], inst[:5])
+    refiner.test_cfg['rescore'] = 0.5
+    _, _, half = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+    torch.testing.assert_close(half, (inst * rescored).sqrt())
+    refiner.test_cfg['rescore'] = 0.0  # off: the scores come back as given
+    _, _, same = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+    assert torch.equal(same, inst)
+    # a person the refiner cannot judge (no valid box) keeps its score
+    boxes[3] = torch.tensor([5., 5., 5., 5.])
+    refiner.test_cfg['rescore'] = 1.0
+    _, _, rescored = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+    assert rescored[3] == inst[3]
+
+
+def test_rescoring_needs_keypoint_similarity_estimates():
+    init_default_scope('mmpose')
+    with pytest.raises(ValueError, match='rescore'):
+        MODELS.build(dict(type='PORTRefiner', metainfo=COCO_META,
+                          network=dict(type='PoseRelationTransformer', embed_dim=16, depth=1,
+                                       num_heads=1, predict_errors=True),
+                          test_cfg=dict(rescore=0.5)))
