@@ -31,9 +31,10 @@ import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import load_refiner
 
 from .body_data import BodySet, merge_sets
-from .body_refiner_setup import (blazepose_folds, build_refiner, coco_metainfo, load_body_data,
+from .body_refiner_setup import (RESCORE_WEIGHTS, blazepose_folds, blend_scores,
+                                 build_refiner, coco_metainfo, load_body_data,
                                  refine_persons, refine_with_rule)
-from .body_scoring import refinement_scores
+from .body_scoring import pose_scores, refinement_scores
 from .tensor_training import TrainingSettings, build_pool, train_refiner
 
 SHIPPED_BODY_REFINER = 'checkpoints/port_coco17_refiner.pth'
@@ -47,13 +48,15 @@ _DATA: dict = {}
 
 def held_out_rule_score(rows: Dict[str, dict]) -> Tuple[bool, float, float]:
     """Rank of a rule on a validation fold (higher is better): first whether
-    the pooled AP of all sets does not drop, then the mean change of the
-    box-normalised EPE over the sets (lower first), then the pooled AP change."""
-    pooled = rows['all']
-    d_ap = pooled['refined']['AP'] - pooled['baseline']['AP']
-    d_epe = np.mean([r['refined']['EPE_norm'] - r['baseline']['EPE_norm']
-                     for n, r in rows.items() if n != 'all'])
-    return d_ap >= 0, -float(d_epe), float(d_ap)
+    no set's AP drops and no set's EPE rises, then the pooled AP change of
+    all sets, then the mean change of the box-normalised EPE over the sets
+    (lower first)."""
+    sets = [r for n, r in rows.items() if n != 'all']
+    harmless = all(r['refined']['AP'] >= r['baseline']['AP']
+                   and r['refined']['EPE'] <= r['baseline']['EPE'] for r in sets)
+    d_ap = rows['all']['refined']['AP'] - rows['all']['baseline']['AP']
+    d_epe = np.mean([r['refined']['EPE_norm'] - r['baseline']['EPE_norm'] for r in sets])
+    return harmless, float(d_ap), -float(d_epe)
 
 
 def split(sets: Dict[str, BodySet], folds: Dict[str, np.ndarray], keep) -> Dict[str, BodySet]:
@@ -83,18 +86,31 @@ def run_fold(fold: int) -> dict:
     refiner, secs_inner = train_on(list(split(sets, folds, inner_train).values()), inner,
                                    seed=100 + fold)
     val = split(sets, folds, [val_fold])
+    sigmas = _DATA['meta']['sigmas']
+    val['all'] = merge_sets(list(val.values()))
+    baselines = {n: pose_scores(b, b.pred, np.zeros(b.visible.shape, bool), sigmas)
+                 for n, b in val.items()}
     ranks = {}
     for thr, margin in RULES:
-        outputs = {n: refine_with_rule(refiner, b, thr, margin) for n, b in val.items()}
-        ranks[(thr, margin)] = held_out_rule_score(scores_with_pooled(val, outputs))
-    thr, margin = max(RULES, key=lambda r: ranks[r])
+        # rescore=1 returns each person's expected OKS as its score
+        outputs = {n: refine_with_rule(refiner, b, thr, margin, rescore=1.0)
+                   for n, b in val.items() if n != 'all'}
+        outputs['all'] = tuple(np.concatenate([out[i] for out in outputs.values()])
+                               for i in range(3))
+        for weight in RESCORE_WEIGHTS:
+            rows = {n: refinement_scores(val[n], out[0], out[1],
+                                         blend_scores(val[n], out[2], weight), sigmas,
+                                         baseline=baselines[n], positions_only=False)
+                    for n, out in outputs.items()}
+            ranks[(thr, margin, weight)] = held_out_rule_score(rows)
+    thr, margin, weight = max(ranks, key=lambda r: ranks[r])
     train = [f for f in range(k) if f != fold]
     fold_settings = TrainingSettings(**dict(vars(settings), seed=settings.seed + fold))
     refiner, secs = train_on(list(split(sets, folds, train).values()), fold_settings, seed=fold)
     test = split(sets, folds, [fold])
-    out = {n: refine_with_rule(refiner, b, thr, margin) for n, b in test.items()}
-    return dict(fold=fold, rule=(thr, margin), outputs=out, seconds=secs_inner + secs,
-                ranks={f'{t}/{m}': v for (t, m), v in ranks.items()})
+    out = {n: refine_with_rule(refiner, b, thr, margin, weight) for n, b in test.items()}
+    return dict(fold=fold, rule=(thr, margin, weight), outputs=out, seconds=secs_inner + secs,
+                ranks={'/'.join(map(str, r)): v for r, v in ranks.items()})
 
 
 def scores_with_pooled(sets: Dict[str, BodySet],
@@ -104,8 +120,8 @@ def scores_with_pooled(sets: Dict[str, BodySet],
     sigmas = _DATA['meta']['sigmas']
     result = {n: refinement_scores(sets[n], *outputs[n], sigmas) for n in sets}
     result['all'] = refinement_scores(merge_sets(list(sets.values())),
-                                      np.concatenate([outputs[n][0] for n in sets]),
-                                      np.concatenate([outputs[n][1] for n in sets]), sigmas)
+                                      *[np.concatenate([outputs[n][i] for n in sets])
+                                        for i in range(3)], sigmas)
     return result
 
 
@@ -115,10 +131,11 @@ def pooled_scores(sets: Dict[str, BodySet], folds, outputs: Dict[int, dict]) -> 
     for name, body in sets.items():
         refined = np.zeros_like(np.nan_to_num(body.pred))
         replaced = np.zeros(body.visible.shape, bool)
+        scores = body.pred_instance_scores.astype(np.float32).copy()
         for fold, out in outputs.items():
             idx = np.flatnonzero(folds[name] == fold)
-            refined[idx], replaced[idx] = out[name]
-        merged[name] = (refined, replaced)
+            refined[idx], replaced[idx], scores[idx] = out[name]
+        merged[name] = (refined, replaced, scores)
     return scores_with_pooled(sets, merged)
 
 
@@ -129,13 +146,14 @@ def transfer_scores(sets: Dict[str, BodySet], checkpoint: str) -> dict:
     result = scores_with_pooled(sets, outputs)
     result['score_thr'] = refiner.test_cfg['score_thr']
     result['gate_margin'] = refiner.test_cfg['gate_margin']
+    result['rescore'] = refiner.test_cfg['rescore']
     return result
 
 
 def print_table(title: str, result: dict) -> None:
     print(f'\n{title}')
-    header = ('set', 'persons', 'AP', 'EPE px', 'EPE occluded', 'PCK@0.1', 'replaced',
-              'worsened')
+    header = ('set', 'persons', 'AP', 'AP positions only', 'EPE px', 'EPE occluded',
+              'PCK@0.1', 'replaced', 'worsened')
     rows = [header]
     for name, r in result.items():
         if not isinstance(r, dict) or 'baseline' not in r:
@@ -144,6 +162,7 @@ def print_table(title: str, result: dict) -> None:
         occ = (f"{b['EPE_occluded']:.2f} -> {f['EPE_occluded']:.2f}"
                if np.isfinite(b['EPE_occluded']) else '-')
         rows.append((name, str(r['persons']), f"{b['AP']:.4f} -> {f['AP']:.4f}",
+                     f"{b['AP']:.4f} -> {f['AP_positions_only']:.4f}",
                      f"{b['EPE']:.2f} -> {f['EPE']:.2f}", occ,
                      f"{b['PCK@0.1']:.4f} -> {f['PCK@0.1']:.4f}",
                      f"{100 * r['replaced_fraction']:.2f}%",
@@ -190,7 +209,8 @@ def main():
                 seconds += res['seconds']
                 print(f"  fold {res['fold']}: rule chosen on fold "
                       f"{(res['fold'] + 1) % args.num_folds}: threshold {res['rule'][0]}, "
-                      f"gate margin {res['rule'][1]} ({res['seconds']:.0f} s training)",
+                      f"gate margin {res['rule'][1]}, rescoring weight {res['rule'][2]} "
+                      f"({res['seconds']:.0f} s training)",
                       flush=True)
         cv = pooled_scores(sets, folds, outputs)
         cv['rules'] = [rules[f] for f in range(args.num_folds)]
@@ -202,7 +222,8 @@ def main():
         tr['checkpoint'] = args.checkpoint
         result['transfer'] = tr
         print_table(f'(b) drop-in: {args.checkpoint} (trained without BlazePose predictions; '
-                    f"threshold {tr['score_thr']}, gate margin {tr['gate_margin']})", tr)
+                    f"threshold {tr['score_thr']}, gate margin {tr['gate_margin']}, rescoring "
+                    f"weight {tr['rescore']})", tr)
     else:
         print(f'(b) skipped: {args.checkpoint} does not exist')
     result['seconds'] = time.time() - start

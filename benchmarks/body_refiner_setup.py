@@ -6,6 +6,7 @@ import torch
 from mmpose.registry import MODELS
 
 from mmport.datasets import grouped_folds
+from mmport.models.instance_rescoring import rescored_instance_scores
 from mmport.models.port_refiner import resolve_metainfo
 
 from .body_data import BLAZEPOSE_SETS, BodySet, load_blazepose_set, load_coco_val2017
@@ -14,6 +15,8 @@ COCO_METAINFO = dict(from_file='configs/_base_/datasets/coco.py')
 NETWORK = dict(type='PoseRelationTransformer', embed_dim=32, depth=4, num_heads=1,
                mlp_ratio=2.0, proj_hops=1, use_scores=True, mask_mode='hint',
                predict_errors=True)
+# candidate weights of the refiner's expected OKS in the instance scores
+RESCORE_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 
 
 def coco_metainfo() -> dict:
@@ -47,30 +50,44 @@ def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_
     """A COCO-17 PORTRefiner with the body benchmarks' network."""
     cfg = dict(type='PORTRefiner', metainfo=COCO_METAINFO, network=dict(network or NETWORK),
                quality_kind=quality_kind,
-               train_cfg=dict(dict(visible_loss_weight=0.1, loss_type='euclidean'),
-                              **(train_cfg or {})),
+               # quality estimates on every labelled joint: the instance
+               # rescoring judges the confident joints too
+               train_cfg=dict(dict(visible_loss_weight=0.1, loss_type='euclidean',
+                                   error_loss_joints='labelled'), **(train_cfg or {})),
                test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg))
     return MODELS.build(cfg), cfg
 
 
-def refine_persons(refiner, body: BodySet) -> Tuple[np.ndarray, np.ndarray]:
+def refine_persons(refiner, body: BodySet) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``body``'s predictions through the refiner's own test-time rule
-    (``PORTRefiner.refine``): refined keypoints (N, K, 2) and replaced mask
-    (N, K); persons without a prediction stay zeros, unreplaced."""
+    (``PORTRefiner.refine_and_rescore``): refined keypoints (N, K, 2),
+    replaced mask (N, K) and instance scores (N,); persons without a
+    prediction stay zeros, unreplaced, with their score."""
     has = body.has_pred
     refined = np.nan_to_num(body.pred).copy()
     replaced = np.zeros(body.visible.shape, bool)
-    out, rep = refiner.refine(torch.from_numpy(refined[has]),
-                              torch.from_numpy(body.pred_scores[has]),
-                              torch.from_numpy(body.bboxes[has]))
-    refined[has], replaced[has] = out.numpy(), rep.numpy()
-    return refined, replaced
+    scores = body.pred_instance_scores.astype(np.float32).copy()
+    out, rep, inst = refiner.refine_and_rescore(torch.from_numpy(refined[has]),
+                                                torch.from_numpy(body.pred_scores[has]),
+                                                torch.from_numpy(body.bboxes[has]),
+                                                torch.from_numpy(scores[has]))
+    refined[has], replaced[has], scores[has] = out.numpy(), rep.numpy(), inst.numpy()
+    return refined, replaced, scores
 
 
-def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float]):
-    """:func:`refine_persons` under one rule: the threshold and the gate
-    margin (``None``: no gate, every candidate moves), set into the
-    refiner's ``test_cfg``."""
+def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float],
+                     rescore: float = 0.0):
+    """:func:`refine_persons` under one rule: the threshold, the gate
+    margin (``None``: no gate, every candidate moves) and the rescoring
+    weight, set into the refiner's ``test_cfg``."""
     refiner.test_cfg.update(score_thr=score_thr, gate=margin is not None,
-                            gate_margin=0.0 if margin is None else margin)
+                            gate_margin=0.0 if margin is None else margin, rescore=rescore)
     return refine_persons(refiner, body)
+
+
+def blend_scores(body: BodySet, expected_oks: np.ndarray, weight: float) -> np.ndarray:
+    """Instance scores (N,) rescored with ``weight`` from the expected OKS
+    that a refinement with ``rescore=1`` returned as scores (instances it
+    could not judge hold their own score there, so keep it)."""
+    return rescored_instance_scores(torch.from_numpy(body.pred_instance_scores.astype(np.float32)),
+                                    torch.from_numpy(expected_oks), weight).numpy()

@@ -30,7 +30,8 @@ from mmport.apis import prepare_runner_cfg
 from mmport.datasets import grouped_folds
 
 from .body_data import BodySet
-from .body_refiner_setup import build_refiner, coco_metainfo, load_body_data, refine_with_rule
+from .body_refiner_setup import (RESCORE_WEIGHTS, blend_scores, build_refiner,
+                                 coco_metainfo, load_body_data, refine_with_rule)
 from .body_scoring import refinement_scores
 from .cross_validation import build_quiet_runner, printed_to_file
 from .tensor_training import (TrainingSettings, build_pool, image_neighbours, synthetic_bank,
@@ -72,13 +73,14 @@ def corrupted_copy(body: BodySet, meta: dict, seed: int, scramble_scores: bool) 
     return out
 
 
-def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, float]:
-    """The threshold and gate margin for a detector nobody has seen: a
-    refiner trained on ``train`` refines ``val`` with synthetic errors twice,
-    with their synthetic scores and with scrambled ones. Among the rules
-    whose COCO AP does not drop in either case, the one with the best worse
-    EPE change wins; if none, the one whose AP drops least. Only training
-    data (COCO val2017 ground truth) is used."""
+def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, float, float]:
+    """The threshold, gate margin and rescoring weight for a detector
+    nobody has seen: a refiner trained on ``train`` refines ``val`` with
+    synthetic errors twice, with their synthetic scores and with scrambled
+    ones. The rule whose worse AP change of the two is largest wins, if
+    that change is not negative, by its worse EPE change; among rules that
+    lower AP in a case, the one whose AP drops least. Only training data
+    (COCO val2017 ground truth) is used."""
     pool = build_pool([train], [], meta, synthetic_copies=8, seed=0)
     refiner, _ = build_refiner()
     train_refiner(refiner, pool, TrainingSettings(**dict(vars(BODY_SETTINGS), seed=1)),
@@ -86,14 +88,18 @@ def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, f
     checks = [corrupted_copy(val, meta, VALIDATION_SEED, scramble) for scramble in (False, True)]
     ranks = {}
     for thr, margin in BODY_RULES:
-        rows = [refinement_scores(b, *refine_with_rule(refiner, b, thr, margin),
-                                  meta['sigmas']) for b in checks]
-        worse_ap = min(r['refined']['AP'] - r['baseline']['AP'] for r in rows)
-        worse_epe = max(r['refined']['EPE_norm'] - r['baseline']['EPE_norm'] for r in rows)
-        ranks[(thr, margin)] = (worse_ap >= 0, -worse_epe if worse_ap >= 0 else worse_ap)
-        print(f'  rule {thr}/{margin}: worse AP change {worse_ap:+.4f}, '
-              f'worse EPE change {worse_epe:+.4f} (box units)', flush=True)
-    return max(BODY_RULES, key=lambda r: ranks[r])
+        # rescore=1 returns each person's expected OKS as its score
+        outputs = [refine_with_rule(refiner, b, thr, margin, rescore=1.0) for b in checks]
+        for weight in RESCORE_WEIGHTS:
+            rows = [refinement_scores(b, out[0], out[1], blend_scores(b, out[2], weight),
+                                      meta['sigmas']) for b, out in zip(checks, outputs)]
+            worse_ap = min(r['refined']['AP'] - r['baseline']['AP'] for r in rows)
+            worse_epe = max(r['refined']['EPE_norm'] - r['baseline']['EPE_norm'] for r in rows)
+            ranks[(thr, margin, weight)] = (worse_ap >= 0, worse_ap, -worse_epe)
+        print(f'  rule {thr}/{margin}: worse AP change for rescoring weights ' + ' / '.join(
+                  f'{ranks[(thr, margin, w)][1]:+.4f}' for w in RESCORE_WEIGHTS)
+              + f', worse EPE change {worse_epe:+.4f} (box units)', flush=True)
+    return max(ranks, key=lambda r: ranks[r])
 
 
 def train_body(out_dir: str) -> str:
@@ -102,12 +108,12 @@ def train_body(out_dir: str) -> str:
     _, coco_val = load_body_data()
     groups = [str(i) for i in coco_val.image_ids]
     fold = grouped_folds(groups, 5, seed=0)
-    thr, margin = choose_body_rule(coco_val.subset(np.flatnonzero(fold != 0)),
-                                   coco_val.subset(np.flatnonzero(fold == 0)), meta)
+    thr, margin, weight = choose_body_rule(coco_val.subset(np.flatnonzero(fold != 0)),
+                                           coco_val.subset(np.flatnonzero(fold == 0)), meta)
     print(f'body refiner rule (chosen on held-out COCO val2017 persons): threshold {thr}, '
-          f'gate margin {margin}', flush=True)
+          f'gate margin {margin}, rescoring weight {weight}', flush=True)
     pool = build_pool([coco_val], [], meta, synthetic_copies=8, seed=0)
-    refiner, cfg = build_refiner(score_thr=thr, gate_margin=margin)
+    refiner, cfg = build_refiner(score_thr=thr, gate_margin=margin, rescore=weight)
     secs = train_refiner(refiner, pool, BODY_SETTINGS, meta['flip_indices'],
                          log=lambda m: print(f'  body refiner: {m}', flush=True))
     print(f'body refiner trained in {secs:.0f} s on {len(coco_val)} COCO val2017 persons')
