@@ -68,6 +68,24 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     assert 15 < report.errors['init']['EPE'] < 35
 
 
+def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
+    refiner = load_refiner(BODY)
+    scores = {}
+    for weight in (1.0, 0.5):
+        refiner.test_cfg['rescore'] = weight
+        out = tmp_path / f'rescored_{weight}.json'
+        report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT)
+        assert report.rescore == weight and 'rescored' in report.summary()
+        scores[weight] = np.array([r['score'] for r in json.loads(out.read_text())])
+    with gzip.open(COCO_PRED, 'rt') as f:
+        source = np.array([r['score'] for r in json.load(f)])
+    # weight 1: the refiner's expected OKS of every person (all have boxes)
+    assert ((scores[1.0] > 0) & (scores[1.0] < 1)).all()
+    assert np.corrcoef(scores[1.0], source)[0, 1] < 0.99
+    # weight 0.5: the geometric mean of the file's score and that estimate
+    np.testing.assert_allclose(scores[0.5], np.sqrt(source * scores[1.0]), rtol=1e-5)
+
+
 def test_chained_config_takes_the_shipped_refiner_and_its_rule():
     init_default_scope('mmpose')
     cfg = Config.fromfile('configs/port/port_td-hm_mobilenetv2_coco-256x192.py')

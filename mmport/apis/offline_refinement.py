@@ -135,22 +135,31 @@ def refiner_boxes(results: PoseResults, match: Optional[GroundTruthMatch], thr: 
 
 
 def refine_arrays(refiner, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
-                  score_thr: Optional[float] = None, batch_size: int = 8192):
-    """Refine (N, K, 2) keypoints in batches; returns refined (N, K, 2) and
-    the replaced-joint mask (N, K). Instances the refiner cannot use (bad
-    box, NaN, too few confident joints) come back unchanged."""
+                  score_thr: Optional[float] = None, batch_size: int = 8192,
+                  instance_scores: Optional[np.ndarray] = None):
+    """Refine (N, K, 2) keypoints in batches; returns refined (N, K, 2),
+    the replaced-joint mask (N, K) and the instance scores (N,): those
+    given (``instance_scores``, default ones) rescored where the refiner's
+    ``test_cfg.rescore`` asks for it (:meth:`PORTRefiner.refine_and_rescore`).
+    Instances the refiner cannot use (bad box, NaN, too few confident
+    joints) come back unchanged, with their score."""
     refined = keypoints.astype(np.float64).copy()
     replaced = np.zeros(scores.shape, bool)
+    inst = (np.ones(len(keypoints)) if instance_scores is None
+            else np.asarray(instance_scores, np.float64).copy())
     for start in range(0, len(keypoints), batch_size):
         sl = slice(start, start + batch_size)
-        out, rep = refiner.refine(torch.as_tensor(keypoints[sl], dtype=torch.float32),
-                                  torch.as_tensor(scores[sl], dtype=torch.float32),
-                                  torch.as_tensor(boxes[sl], dtype=torch.float32),
-                                  score_thr=score_thr)
+        out, rep, rescored = refiner.refine_and_rescore(
+            torch.as_tensor(keypoints[sl], dtype=torch.float32),
+            torch.as_tensor(scores[sl], dtype=torch.float32),
+            torch.as_tensor(boxes[sl], dtype=torch.float32),
+            torch.as_tensor(inst[sl], dtype=torch.float32), score_thr=score_thr)
         rep = rep.numpy()
         refined[sl][rep] = out.double().numpy()[rep]
         replaced[sl] = rep
-    return refined, replaced
+        if refiner.test_cfg.get('rescore', 0):
+            inst[sl] = rescored.double().numpy()
+    return refined, replaced, inst
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -170,7 +179,7 @@ def atomic_write(path: str, data: bytes) -> None:
 
 
 def encode_results(results: PoseResults, source, refined: np.ndarray,
-                   replaced: np.ndarray) -> bytes:
+                   replaced: np.ndarray, instance_scores: Optional[np.ndarray] = None) -> bytes:
     """Serialise refined keypoints in the format of the source file.
 
     Args:
@@ -178,6 +187,8 @@ def encode_results(results: PoseResults, source, refined: np.ndarray,
         source: The raw loaded object (list) of the source file.
         refined (np.ndarray): (N, K, 2) refined keypoints.
         replaced (np.ndarray): bool (N, K).
+        instance_scores (np.ndarray, optional): (N,) the ``score`` of each
+            COCO json record, where the refiner rescored them.
     """
     if results.format == 'coco_json':
         out = []
@@ -185,6 +196,8 @@ def encode_results(results: PoseResults, source, refined: np.ndarray,
             rec = dict(rec)
             kp = np.concatenate([refined[n], results.keypoint_scores[n][:, None]], 1)
             rec['keypoints'] = [float(v) for v in kp.reshape(-1)]
+            if instance_scores is not None and 'score' in rec:
+                rec['score'] = float(instance_scores[n])
             out.append(rec)
         return json.dumps(out).encode()
     out = copy.deepcopy(source)
@@ -237,6 +250,8 @@ class OfflineRefinementReport:
             (every joint a candidate).
         pckh (dict): With annotations that carry MPII's ``head_size``:
             ``'init'`` / ``'refined'`` -> :func:`mpii_pose_errors` entries.
+        rescore (float): The weight of the refiner's expected OKS in the
+            written instance scores (0: the file's scores are kept).
     """
     results_file: str
     out: Optional[str]
@@ -249,6 +264,7 @@ class OfflineRefinementReport:
     coco_ap: Dict[str, float] = field(default_factory=dict)
     score_free: bool = False
     pckh: Dict[str, dict] = field(default_factory=dict)
+    rescore: float = 0.0
 
     def summary(self) -> str:
         """The report as the lines ``tools/refine_results.py`` prints."""
@@ -260,6 +276,9 @@ class OfflineRefinementReport:
                  f'{"candidate" if self.score_free else "low-confidence"} joints passed '
                  'through unchanged (the do-no-harm gate where the refiner has one, a '
                  'degenerate box, non-finite values or too few confident joints)']
+        if self.rescore:
+            lines.append(f'instance scores rescored by the refiner (weight {self.rescore} of its '
+                         'expected OKS)')
         if self.errors:
             lines.append(f'matched {self.matched} of {n} instances to ground truth')
             for name in ('EPE', 'EPE_replaced'):
@@ -339,9 +358,11 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     match = match_ground_truth(poses, coco) if coco else None
     boxes = refiner_boxes(poses, match, -np.inf if score_free else thr, bbox_source)
     if len(poses):
-        refined, replaced = refine_arrays(refiner, poses.keypoints, joint_scores, boxes, thr)
+        refined, replaced, instance_scores = refine_arrays(
+            refiner, poses.keypoints, joint_scores, boxes, thr, instance_scores=poses.scores)
     else:  # an empty results file gives an empty refined file
         refined, replaced = poses.keypoints, np.zeros(poses.keypoint_scores.shape, bool)
+        instance_scores = poses.scores
     source = None
     if out is not None or coco is not None:
         if poses.format == 'coco_json':
@@ -349,11 +370,12 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         else:
             source = safe_load_pickle(results)
     if out is not None:
-        data = encode_results(poses, source, refined, replaced)
+        data = encode_results(poses, source, refined, replaced, instance_scores)
         atomic_write(out, gzip.compress(data) if str(out).endswith('.gz') else data)
     low = (joint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
     report = OfflineRefinementReport(results, out, thr, refined, replaced,
-                                     int((low & ~replaced.any(1)).sum()), score_free=score_free)
+                                     int((low & ~replaced.any(1)).sum()), score_free=score_free,
+                                     rescore=float(refiner.test_cfg.get('rescore', 0)))
     if match is None or not (match.ann_index >= 0).any():
         return report
 
@@ -379,13 +401,14 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
                 and np.isfinite(poses.keypoint_scores[i]).all()
                 and np.isfinite(poses.scores[i])]
 
-        def records(kpts):
+        def records(kpts, inst):
             return [dict(image_id=source[i]['image_id'],
                          category_id=source[i].get('category_id', 1),
-                         score=float(poses.scores[i]),
+                         score=float(inst[i]),
                          keypoints=np.concatenate([kpts[i], poses.keypoint_scores[i][:, None]],
                                                   1).reshape(-1).tolist()) for i in keep]
-        report.coco_ap = dict(init=coco_keypoint_ap(coco, records(poses.keypoints), sigmas)['AP'],
-                              refined=coco_keypoint_ap(coco, records(refined), sigmas)['AP'],
-                              instances=len(keep))
+        report.coco_ap = dict(
+            init=coco_keypoint_ap(coco, records(poses.keypoints, poses.scores), sigmas)['AP'],
+            refined=coco_keypoint_ap(coco, records(refined, instance_scores), sigmas)['AP'],
+            instances=len(keep))
     return report
