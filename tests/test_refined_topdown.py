@@ -149,6 +149,26 @@ def test_inference_topdown_refines_and_refine_off_is_plain_mmpose(checkpoints):
     assert refined_total > 0
 
 
+def test_a_rescoring_refiner_rescores_the_instances(checkpoints):
+    """The shipped body refiner (it estimates keypoint similarities) with
+    ``refine_cfg.rescore``: each instance's ``bbox_scores`` (1 for given
+    boxes) become the refiner's expected OKS; the estimator's are kept."""
+    from mmpose.apis import inference_topdown, init_model
+    model = init_model(osp.join(REPO, CONFIG), checkpoints['estimator'], device='cpu',
+                       cfg_options=dict(model=dict(refine_cfg=dict(rescore=1.0))))
+    img, b = next((img, b) for img, b in _coco_boxes().items() if len(b) > 1)
+    out = [s.pred_instances for s in inference_topdown(model, img, b, bbox_format='xywh')]
+    init = np.concatenate([p.bbox_scores_init for p in out])
+    rescored = np.concatenate([p.bbox_scores for p in out])
+    np.testing.assert_array_equal(init, 1.0)
+    assert ((rescored > 0) & (rescored < 1)).all() and np.unique(rescored).size == len(b)
+    kpts = torch.from_numpy(np.concatenate([p.keypoints_init for p in out])).float()
+    scores = torch.from_numpy(np.concatenate([p.keypoint_scores for p in out])).float()
+    boxes = torch.from_numpy(np.concatenate([p.bboxes for p in out])).float()
+    _, _, expected = model.refiner.refine_and_rescore(kpts, scores, boxes, torch.ones(len(b)))
+    np.testing.assert_allclose(rescored, expected.numpy(), rtol=1e-5)
+
+
 def test_mmpose_inferencer_returns_refined_instances(checkpoints, tmp_path):
     from mmpose.apis import MMPoseInferencer, inference_topdown, init_model
     img = osp.join(COCO_DIR, '000000000785.jpg')

@@ -99,10 +99,24 @@ class RefinedEstimatorMixin:
         """Refine all predicted instances of a batch in one call and write
         ``keypoints`` (refined, (N, K, 2)), ``keypoints_init``,
         ``keypoint_scores_init`` and ``refined_mask`` (bool (N, K)) into each
-        sample's ``pred_instances``. Scores keep the estimator's values."""
+        sample's ``pred_instances``. Keypoint scores keep the estimator's
+        values; where the refiner rescores (``test_cfg.rescore``) and the
+        instances carry ``bbox_scores`` (the instance score MMPose's COCO
+        metric multiplies by the mean keypoint score), those are rescored
+        and the estimator's kept as ``bbox_scores_init``."""
         device = next(self.refiner.parameters()).device
         kpts, scores, boxes, counts = self.gather_instances(results, device)
-        if self.refine_enabled and len(kpts):
+        rescore = (self.refine_enabled and bool(self.refiner.test_cfg.get('rescore', 0))
+                   and all('bbox_scores' in r.pred_instances for r in results))
+        instance_scores = None
+        if rescore and len(kpts):
+            given = torch.cat([as_tensor(r.pred_instances.bbox_scores, device).reshape(-1)
+                               for r in results])
+            refined, replaced, instance_scores = self.refiner.refine_and_rescore(
+                kpts, scores, boxes, given)
+            refined, replaced = refined.cpu().numpy(), replaced.cpu().numpy()
+            instance_scores = instance_scores.cpu().numpy()
+        elif self.refine_enabled and len(kpts):
             refined, replaced = self.refiner.refine(kpts, scores, boxes)
             refined, replaced = refined.cpu().numpy(), replaced.cpu().numpy()
         else:
@@ -120,6 +134,10 @@ class RefinedEstimatorMixin:
                 keypoints[..., :2][mask] = refined[start:start + n][mask]
                 pred.keypoints = keypoints
             pred.refined_mask = mask
+            if instance_scores is not None:
+                init = np.asarray(pred.bbox_scores)
+                pred.bbox_scores_init = init.copy()
+                pred.bbox_scores = instance_scores[start:start + n].astype(init.dtype)
             start += n
         return results
 
