@@ -20,8 +20,8 @@ import torch
 
 import mmport  # noqa: F401
 
-from .body_refiner_setup import (NETWORK, blazepose_folds, build_refiner, coco_metainfo,
-                                 load_body_data, refine_with_rule)
+from .body_refiner_setup import (NETWORK, blazepose_folds, blend_scores, build_refiner,
+                                 coco_metainfo, load_body_data, refine_with_rule)
 from .body_scoring import refinement_scores
 from .tensor_training import TrainingSettings, build_pool, train_refiner
 
@@ -49,6 +49,8 @@ def main():
     parser.add_argument('--no-blazepose-train', action='store_true',
                         help='train without any BlazePose prediction (transfer)')
     parser.add_argument('--synthetic-copies', type=int, default=4)
+    parser.add_argument('--rescore-weights', type=float, nargs='+', default=[0.0],
+                        help='weights of the expected OKS in the instance scores')
     parser.add_argument('--tag', default='dev')
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
@@ -78,16 +80,22 @@ def main():
     for thr in args.thresholds:
         for m in args.margins:
             margin = None if m == 'none' else float(m)
-            row = {n: refinement_scores(b, *refine_with_rule(refiner, b, thr, margin), sigmas)
-                   for n, b in val.items()}
-            results[f'{thr}/{m}'] = row
-            cells = ' | '.join(
-                f"{n}: AP {r['baseline']['AP']:.4f}->{r['refined']['AP']:.4f} "
-                f"EPE {r['baseline']['EPE']:.2f}->{r['refined']['EPE']:.2f} "
-                f"occ {r['baseline']['EPE_occluded']:.1f}->{r['refined']['EPE_occluded']:.1f} "
-                f"rep {r['replaced_fraction']:.3f} worse {r['worsened_fraction']:.2f}"
-                for n, r in row.items())
-            print(f'thr {thr} margin {m}: {cells}', flush=True)
+            # rescore=1 returns each person's expected OKS as its score
+            outputs = {n: refine_with_rule(refiner, b, thr, margin, rescore=1.0)
+                       for n, b in val.items()}
+            for w in args.rescore_weights:
+                row = {n: refinement_scores(b, out[0], out[1], blend_scores(b, out[2], w),
+                                            sigmas) for (n, b), out in zip(val.items(),
+                                                                           outputs.values())}
+                results[f'{thr}/{m}/{w}'] = row
+                cells = ' | '.join(
+                    f"{n}: AP {r['baseline']['AP']:.4f}->{r['refined']['AP']:.4f} "
+                    f"EPE {r['baseline']['EPE']:.2f}->{r['refined']['EPE']:.2f} "
+                    f"occ {r['baseline']['EPE_occluded']:.1f}->"
+                    f"{r['refined']['EPE_occluded']:.1f} "
+                    f"rep {r['replaced_fraction']:.3f} worse {r['worsened_fraction']:.2f}"
+                    for n, r in row.items())
+                print(f'thr {thr} margin {m} rescore {w}: {cells}', flush=True)
     os.makedirs('work_dirs/dev', exist_ok=True)
     with open(osp.join('work_dirs/dev', f'{args.tag}.json'), 'w') as f:
         json.dump(dict(args=vars(args), settings=vars(settings), network=network,
