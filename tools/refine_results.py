@@ -10,7 +10,10 @@ are read with a restricted unpickler (numpy and builtin data only). With
 ``--ann`` (a COCO-style annotation file) each instance is framed by its
 matched annotation's box, and before/after errors (and COCO keypoint AP for
 17-joint bodies; PCKh@0.5 where the annotations carry MPII's ``head_size``)
-are printed. The work is :func:`mmport.apis.refine_results_file`.
+are printed. Where the refiner's ``test_cfg.rescore`` is above 0 (the
+shipped body refiner's), each COCO json record's ``score`` is blended with
+the refiner's expected OKS of the refined person, which is what COCO AP
+ranks by. The work is :func:`mmport.apis.refine_results_file`.
 
 ``--scores none`` is for methods that give no per-joint confidence (a
 constant or a "predicted" flag in the score slot): the refiner must be a
