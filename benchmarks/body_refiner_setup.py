@@ -50,10 +50,8 @@ def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_
     """A COCO-17 PORTRefiner with the body benchmarks' network."""
     cfg = dict(type='PORTRefiner', metainfo=COCO_METAINFO, network=dict(network or NETWORK),
                quality_kind=quality_kind,
-               # quality estimates on every labelled joint: the instance
-               # rescoring judges the confident joints too
-               train_cfg=dict(dict(visible_loss_weight=0.1, loss_type='euclidean',
-                                   error_loss_joints='labelled'), **(train_cfg or {})),
+               train_cfg=dict(dict(visible_loss_weight=0.1, loss_type='euclidean'),
+                              **(train_cfg or {})),
                test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg))
     return MODELS.build(cfg), cfg
 

@@ -72,10 +72,7 @@ class PORTRefiner(BaseModel):
             ``visible_loss_weight`` (weight of the loss on unmasked joints
             relative to masked ones; default 0.1) and ``error_loss_weight``
             (weight of :func:`mmport.models.do_no_harm.quality_loss` where
-            the network estimates errors; default 0.05) and
-            ``error_loss_joints`` (``'masked'``, the default: the estimates
-            are trained on the masked joints, which the gate judges;
-            ``'labelled'``: on every labelled joint, as rescoring needs).
+            the network estimates errors; default 0.05).
         test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
             (``'replace'`` or ``'linear'``), ``min_confident`` (default 3),
             ``chunk_size`` (poses per network call in :meth:`refine`;
@@ -127,10 +124,6 @@ class PORTRefiner(BaseModel):
             raise ValueError(f'train_cfg.loss_type must be one of {LOSS_TYPES}, got '
                              f"{self.train_cfg['loss_type']!r}")
         self.train_cfg.setdefault('error_loss_weight', 0.05)
-        self.train_cfg.setdefault('error_loss_joints', 'masked')
-        if self.train_cfg['error_loss_joints'] not in ('masked', 'labelled'):
-            raise ValueError("train_cfg.error_loss_joints must be 'masked' or 'labelled', got "
-                             f"{self.train_cfg['error_loss_joints']!r}")
         self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
                          'chunk_size': 128, 'flip_test': False, 'gate': False,
                          'gate_margin': 0.0, 'rescore': 0.0, **(test_cfg or {})}
@@ -231,17 +224,20 @@ class PORTRefiner(BaseModel):
         return refined, replaced
 
     def _refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
-                      score_thr: float, need_candidates: bool = True
+                      score_thr: float, judge_all: bool = False
                       ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
         """:meth:`refine_batch`, plus the quality estimates (B, K, 2) (or
         None) and the mask (B,) of the instances that went through the
-        network on their own values (``need_candidates=False`` admits
-        those with no joint below the threshold)."""
+        network on their own values. ``judge_all`` admits instances with no
+        joint below the threshold and returns the estimates of a second
+        pass in which every joint is a candidate: the error head is trained
+        on candidate (masked) joints only, so that is where its estimates
+        of the confident joints hold."""
         mask = scores < score_thr
         ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
               & torch.isfinite(scores).all(1)
               & ((~mask).sum(1) >= self.test_cfg['min_confident']))
-        if need_candidates:
+        if not judge_all:
             ok = ok & mask.any(1)
         unit_box = torch.tensor([0., 0., 1., 1.], dtype=bboxes.dtype, device=bboxes.device)
         safe_boxes = torch.where(ok[:, None], bboxes, unit_box)
@@ -256,6 +252,9 @@ class PORTRefiner(BaseModel):
         if self.test_cfg['blend'] == 'linear':
             w = (safe_scores / score_thr).clamp(0, 1)[..., None]
             rec = w * safe_kpts + (1 - w) * rec
+        if judge_all:
+            _, quality = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
+                                                      torch.ones_like(candidates), check=False)
         return torch.where(replaced[..., None], rec, keypoints), replaced, quality, ok
 
     @torch.no_grad()
@@ -301,8 +300,9 @@ class PORTRefiner(BaseModel):
         estimate of each output joint's keypoint similarity
         (:func:`mmport.models.instance_rescoring.rescored_instance_scores`
         with weight ``test_cfg.rescore``; 0, the default, keeps the scores).
-        Every instance with a valid box and finite values goes through the
-        network, also those with no joint below the threshold.
+        Every instance with a valid box and finite values is judged, also
+        those with no joint below the threshold, in a second network pass
+        where every joint is a candidate.
 
         Args:
             keypoints (Tensor): (B, K, 2) pixels.
@@ -332,7 +332,7 @@ class PORTRefiner(BaseModel):
         for i in range(0, len(keypoints), step):
             sl = slice(i, i + step)
             refined[sl], replaced[sl], quality, ok = self._refine_batch(
-                keypoints[sl], scores[sl], bboxes[sl], thr, need_candidates=False)
+                keypoints[sl], scores[sl], bboxes[sl], thr, judge_all=True)
             rescored[sl] = rescored_instance_scores(
                 instance_scores[sl], expected_instance_similarity(quality, replaced[sl]),
                 weight, ok)
@@ -420,9 +420,8 @@ class PORTRefiner(BaseModel):
             loss_visible=self.train_cfg['visible_loss_weight']
             * (err * unmasked).sum() / unmasked.sum().clamp_min(1))
         if raw_err is not None:
-            judged = masked if self.train_cfg['error_loss_joints'] == 'masked' else visible
             losses['loss_error'] = self.train_cfg['error_loss_weight'] * quality_loss(
-                raw_err, coords, pred.detach(), target, judged.float(), self.quality_kind,
+                raw_err, coords, pred.detach(), target, masked, self.quality_kind,
                 self.joint_tolerances)
         return losses
 
