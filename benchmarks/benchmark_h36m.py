@@ -16,7 +16,13 @@ detection error vectors and synthetic errors) and refines S9 and S11.
 Instances are framed by the detections' own extent, enlarged 15% per side
 (no ground truth at test time). Joints 7 and 9 are defined differently by
 the detector (MPII's thorax, head top) and Human3.6M (spine, head), so the
-errors are reported with and without them. Writes ``<work-dir>/h36m.json``.
+errors are reported with and without them.
+
+The do-no-harm gate's margins, one per joint class, are chosen on training
+data only (:func:`mmport.models.do_no_harm.choose_gate_margins`, lowest
+mean pixel error of the joint class): a refiner trained on S1, S5, S6, S7
+refines S8, and the margins it chooses are applied by the refiner trained
+on all five. Writes ``<work-dir>/h36m.json``.
 
     python -m benchmarks.benchmark_h36m [--data DIR] [--work-dir DIR] [--seed 0]
 """
@@ -31,12 +37,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.benchmark_mpii import build_refiner, refine, refiner_config  # noqa: E402
+from benchmarks.benchmark_mpii import (GATES, build_refiner, format_margins,  # noqa: E402
+                                       margins_json, reconstructions, refine, refiner_config)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
                                             ScoreFreeSampler, add_training_arguments,
                                             to_box_frame, train_score_free)
+from mmport.models.do_no_harm import choose_gate_margins  # noqa: E402
 
 TRAIN_SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8')
+MARGIN_SUBJECTS = ('S8',)  # held out of the training subjects to choose the gate margins
 TEST_SUBJECTS = ('S9', 'S11')
 OFFSET_JOINTS = (7, 9)  # defined differently by the detector and the dataset
 PCK_PIXELS = (10, 20)
@@ -87,21 +96,36 @@ def main(argv=None):
     pred, gt, subject = d['pred'].astype(np.float64), d['gt'].astype(np.float64), d['subject']
     train, test = np.isin(subject, TRAIN_SUBJECTS), np.isin(subject, TEST_SUBJECTS)
     boxes = extent_boxes(pred)
-    labelled = np.ones(gt.shape[:2], bool)
-    real = PoseSource(to_box_frame(gt[train], boxes[train]), labelled[train],
-                      to_box_frame(pred[train], boxes[train]))
-    gt_poses = PoseSource(to_box_frame(gt[train], extent_boxes(gt[train])), labelled[train])
-    # Human3.6M's skeleton order is MPII's: the MPII refiner's layout fits
-    model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind))
-    sampler = ScoreFreeSampler(gt_poses, real, model.metainfo['flip_indices'],
-                               cfg=SamplerConfig(real_prob=0.5))
-    info = train_score_free(model, sampler, args.iters, args.batch_size, seed=args.seed,
-                            log=log)
+
+    def trained(frames: np.ndarray, seed: int):
+        labelled = np.ones(gt[frames].shape[:2], bool)
+        real = PoseSource(to_box_frame(gt[frames], boxes[frames]), labelled,
+                          to_box_frame(pred[frames], boxes[frames]))
+        gt_poses = PoseSource(to_box_frame(gt[frames], extent_boxes(gt[frames])), labelled)
+        # Human3.6M's skeleton order is MPII's: the MPII refiner's layout fits
+        model = build_refiner(refiner_config(args.embed_dim, args.num_heads,
+                                             args.quality_kind))
+        sampler = ScoreFreeSampler(gt_poses, real, model.metainfo['flip_indices'],
+                                   cfg=SamplerConfig(real_prob=0.5))
+        return model, train_score_free(model, sampler, args.iters, args.batch_size,
+                                       seed=seed, log=log)
+
+    inner, inner_info = trained(train & ~np.isin(subject, MARGIN_SUBJECTS), args.seed + 1000)
+    val = np.isin(subject, MARGIN_SUBJECTS)
+    rec, gain = reconstructions(inner, pred[val], boxes[val])
+    margins = choose_gate_margins(torch.from_numpy(gain),
+                                  torch.from_numpy(np.linalg.norm(pred[val] - gt[val], axis=-1)),
+                                  torch.from_numpy(np.linalg.norm(rec - gt[val], axis=-1)))
+    log(f'gate margins chosen on {MARGIN_SUBJECTS}: {format_margins(margins)}')
+    model, info = trained(train, args.seed)
+    model.test_cfg['gate_margin'] = margins
     refined = refine(model, pred[test], boxes[test])
     result = {'baseline': joint_report(pred[test], gt[test]),
               **{g: joint_report(r, gt[test]) for g, r in refined.items()},
               'test_frames': int(test.sum()), 'train_frames': int(train.sum()),
-              'train_seconds': info['seconds'], 'seed': args.seed, 'iters': args.iters,
+              'train_seconds': info['seconds'] + inner_info['seconds'], 'seed': args.seed,
+              'iters': args.iters, 'gate_margins': margins_json(margins),
+              'gate_margins_chosen_on': list(MARGIN_SUBJECTS),
               'refiner': refiner_config(args.embed_dim, args.num_heads, args.quality_kind)}
     for s in TEST_SUBJECTS:
         sel = subject[test] == s
@@ -111,17 +135,19 @@ def main(argv=None):
     out_json = osp.join(args.work_dir, 'h36m.json')
     with open(out_json, 'w') as f:
         json.dump(result, f, indent=2)
-    b, r, u = result['baseline'], result['refined'], result['refined_without_gate']
-    lines = [f'{"": <24}{"detections":>12}{"refined":>12}{"no gate":>12}']
+    b = result['baseline']
+    lines = [f'{"": <24}{"detections":>12}{"margins":>12}{"margin 0":>12}{"no gate":>12}']
     for key in ('error_px', 'error_px_without_7_9') + tuple(
             f'PCK@{t}px{s}' for t in PCK_PIXELS for s in ('', '_without_7_9')):
-        lines.append(f'{key: <24}{b[key]:>12.4f}{r[key]:>12.4f}{u[key]:>12.4f}')
-    for name in ('refined', 'refined_without_gate'):
+        lines.append(f'{key: <24}{b[key]:>12.4f}'
+                     + ''.join(f'{result[g][key]:>12.4f}' for g in GATES))
+    for name in GATES:
         lines.append(f'per joint px ({name}): ' + ', '.join(
             f'{j}: {x:.1f}->{y:.1f}' for j, (x, y) in enumerate(
                 zip(b['per_joint_px'], result[name]['per_joint_px']))))
     print('\nHuman3.6M S9/S11, score-free refiner on Stacked Hourglass detections\n'
-          + '\n'.join(lines) + f'\nwrote {out_json}', flush=True)
+          + '\n'.join(lines) + f'\ngate margins (chosen on {", ".join(MARGIN_SUBJECTS)}; '
+          f'"-" = inf): {format_margins(margins)}\nwrote {out_json}', flush=True)
 
 
 if __name__ == '__main__':

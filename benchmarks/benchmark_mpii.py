@@ -17,6 +17,15 @@ synthetic errors, and real predictions.
   (no validation position enters training) refines that model's
   predictions of all validation persons.
 
+The do-no-harm gate's margins, one per joint class, are chosen on training
+data only (:func:`mmport.models.do_no_harm.choose_gate_margins`, best
+PCKh@0.5 of the joint class, then its error): a refiner trained on part of
+a run's training data refines the rest, and the margins it chooses are
+applied by the refiner trained on all of it. In the cross-validated run
+the inner validation is the next fold (one of the four training folds),
+margins chosen per model; in the held-out-model run a fifth of the
+validation persons (grouped by image), both training models pooled.
+
 Instances are framed by the annotation boxes (the labelled joints' extent
 enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
 with ``--frame pred`` by boxes made from each model's predictions alone (no
@@ -44,6 +53,7 @@ import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.datasets.grouped_folds import grouped_folds  # noqa: E402
 from mmport.evaluation import mpii_pose_errors  # noqa: E402
 from mmport.evaluation.functional import move_outcomes  # noqa: E402
+from mmport.models.do_no_harm import choose_gate_margins  # noqa: E402
 
 MODELS = ('tompson', 'hg_s1', 'hg_s8')
 MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
@@ -143,21 +153,85 @@ class MPIIData:
                           np.concatenate([self.pred_f[m][idx] for m in models]))
 
 
-GATES = {'refined': True, 'refined_without_gate': False}
+# name -> gate margin: None for the model's own test_cfg (the chosen
+# margins), False for no gate
+GATES = {'refined': None, 'refined_margin_0': 0.0, 'refined_without_gate': False}
 
 
 def refine(model, keypoints: np.ndarray, bboxes: np.ndarray) -> dict:
-    """Score-free refinement of (N, K, 2) pixel keypoints, with and without
-    the do-no-harm gate: name in ``GATES`` -> refined (N, K, 2)."""
+    """Score-free refinement of (N, K, 2) pixel keypoints with the model's
+    gate margins, with margin 0 and without the do-no-harm gate: name in
+    ``GATES`` -> refined (N, K, 2)."""
     kpts = torch.as_tensor(keypoints, dtype=torch.float32)
+    own = model.test_cfg['gate_margin']
     out = {}
-    for name, gate in GATES.items():
-        model.test_cfg['gate'] = gate
+    for name, margin in GATES.items():
+        model.test_cfg['gate'] = margin is not False
+        model.test_cfg['gate_margin'] = own if margin is None or margin is False else margin
         refined, _ = model.refine(kpts, torch.zeros(kpts.shape[:2]),
                                   torch.as_tensor(bboxes, dtype=torch.float32))
         out[name] = refined.double().numpy()
-    model.test_cfg['gate'] = True
+    model.test_cfg.update(gate=True, gate_margin=own)
     return out
+
+
+@torch.no_grad()
+def reconstructions(model, keypoints: np.ndarray, bboxes: np.ndarray,
+                    chunk: int = 256) -> tuple:
+    """Score-free reconstructions of every joint (N, K, 2) pixels and the
+    gate's expected gain (N, K) (reconstruction's quality minus the
+    input's), as :meth:`PORTRefiner.refine` computes them (boxes valid)."""
+    kpts = torch.as_tensor(keypoints, dtype=torch.float32)
+    boxes = torch.as_tensor(bboxes, dtype=torch.float32)
+    recs, gains = [], []
+    for i in range(0, len(kpts), chunk):
+        k = kpts[i:i + chunk]
+        rec, quality = model.reconstruct_with_errors(
+            k, torch.zeros(k.shape[:2]), boxes[i:i + chunk],
+            torch.ones(k.shape[:2], dtype=torch.bool))
+        recs.append(rec)
+        gains.append(quality[..., 1] - quality[..., 0])
+    return torch.cat(recs).double().numpy(), torch.cat(gains).double().numpy()
+
+
+def pckh_costs(pred: np.ndarray, gt: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
+    """Per-joint costs (N, K, 2) for :func:`choose_gate_margins`: 1 outside
+    the PCKh tolerance (N,) (half a head size), then the error in
+    tolerances."""
+    err = np.linalg.norm(pred - gt, axis=-1) / tolerance[:, None]
+    return np.stack([(err > 1).astype(np.float64), err], -1)
+
+
+def choose_margins(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndarray,
+                   labelled: np.ndarray, tolerance: np.ndarray) -> list:
+    """Per-joint gate margins chosen on validation predictions (N, K, 2)
+    with their ground truth and PCKh tolerances (N,)."""
+    rec, gain = reconstructions(model, keypoints, bboxes)
+    return choose_gate_margins(torch.from_numpy(gain),
+                               torch.from_numpy(pckh_costs(keypoints, gt, tolerance)),
+                               torch.from_numpy(pckh_costs(rec, gt, tolerance)),
+                               torch.from_numpy(labelled))
+
+
+def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models) -> list:
+    """Gate margins chosen on persons ``idx`` predicted by ``models`` (pooled)."""
+    cat = np.concatenate
+    return choose_margins(model, cat([data.pred[m][idx] for m in models]),
+                          cat([data.bbox[m][idx] for m in models]),
+                          cat([data.gt[idx]] * len(models)),
+                          cat([data.labelled[idx]] * len(models)),
+                          cat([0.5 * data.head[idx]] * len(models)))
+
+
+def format_margins(margins) -> str:
+    """'0 .02 - ...' ('-': inf, the joint class stays where it is)."""
+    return ' '.join('-' if not np.isfinite(m) else f'{m:g}'.replace('0.', '.') if m else '0'
+                    for m in margins)
+
+
+def margins_json(margins) -> list:
+    """JSON has no inf: 'inf' for the joint classes kept where they are."""
+    return [m if np.isfinite(m) else 'inf' for m in margins]
 
 
 def scores(data: MPIIData, idx: np.ndarray, init: np.ndarray, refined: dict) -> dict:
@@ -179,21 +253,37 @@ def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
 
 
 def cross_validated_run(data: MPIIData, args, log) -> dict:
+    if args.num_folds < 3:
+        raise ValueError('the cross-validated run needs 3 folds or more (one to score, '
+                         'one for the inner validation)')
     folds = grouped_folds([str(i) for i in data.image_id], args.num_folds, args.seed)
     refined = {m: {g: data.pred[m].copy() for g in GATES} for m in MODELS}
-    seconds = 0.0
+    seconds, margins = 0.0, {}
     for f in range(args.num_folds):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        # inner validation: the next fold, held out of the fold's training data
+        v = (f + 1) % args.num_folds
+        inner_idx, val_idx = np.flatnonzero((folds != f) & (folds != v)), np.flatnonzero(
+            folds == v)
+        inner, info = train(data, args, data.real(inner_idx, MODELS), None,
+                            args.seed * 100 + 10 + f, log)
+        seconds += info['seconds']
+        margins[f] = {m: choose_mpii_margins(inner, data, val_idx, [m]) for m in MODELS}
+        log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
+            f'{m} {format_margins(x)}' for m, x in margins[f].items()))
         model, info = train(data, args, data.real(train_idx, MODELS), None,
                             args.seed * 100 + f, log)
         seconds += info['seconds']
         log(f'fold {f}: trained in {info["seconds"]:.0f} s (loss {info["loss"]:.4f})')
         for m in MODELS:
+            model.test_cfg['gate_margin'] = margins[f][m]
             out = refine(model, data.pred[m][test_idx], data.bbox[m][test_idx])
             for g, pred in out.items():
                 refined[m][g][test_idx] = pred
     allidx = np.arange(len(data.gt))
     out = {m: scores(data, allidx, data.pred[m], refined[m]) for m in MODELS}
+    for m in MODELS:
+        out[m]['gate_margins'] = {f: margins_json(margins[f][m]) for f in margins}
     out['train_seconds'] = seconds
     return out
 
@@ -201,30 +291,56 @@ def cross_validated_run(data: MPIIData, args, log) -> dict:
 def held_out_model_run(data: MPIIData, args, log) -> dict:
     out, seconds = {}, 0.0
     allidx = np.arange(len(data.gt))
+    # inner validation: a fifth of the persons (grouped by image), whose
+    # error vectors the inner refiner does not see
+    inner_folds = grouped_folds([str(i) for i in data.image_id], 5, args.seed)
+    inner_idx, val_idx = np.flatnonzero(inner_folds != 0), np.flatnonzero(inner_folds == 0)
     for m in MODELS:
         others = [o for o in MODELS if o != m]
+        inner, info = train(data, args, None, data.real(inner_idx, others).error_vectors(),
+                            args.seed * 100 + 60, log)
+        seconds += info['seconds']
+        margins = choose_mpii_margins(inner, data, val_idx, others)
+        log(f'held-out {m}: margins chosen on {others}: {format_margins(margins)}')
         donors = data.real(allidx, others).error_vectors()
         model, info = train(data, args, None, donors, args.seed * 100 + 50, log)
         seconds += info['seconds']
         log(f'held-out {m}: trained on the errors of {others} in {info["seconds"]:.0f} s')
+        model.test_cfg['gate_margin'] = margins
         out[m] = scores(data, allidx, data.pred[m],
                         refine(model, data.pred[m], data.bbox[m]))
-        out[m]['trained_with'] = others
+        out[m].update(trained_with=others, gate_margins=margins_json(margins))
     out['train_seconds'] = seconds
     return out
+
+
+GATE_LABELS = {'refined': ', chosen margins', 'refined_margin_0': ', margin 0',
+               'refined_without_gate': ', no gate'}
+
+
+def format_margin_lines(result: dict) -> str:
+    """One line per run: the chosen margins (joints in MPII order)."""
+    lines = []
+    if 'cross_validated' in result:
+        lines.append('gate margins, cross-validated (per fold; "-" = inf): ' + '; '.join(
+            f'{m} f{f}: {format_margins([float(x) for x in ms])}' for m in MODELS
+            for f, ms in result['cross_validated'][m]['gate_margins'].items()))
+    if 'held_out_model' in result:
+        lines.append('gate margins, held-out model: ' + '; '.join(
+            f'{m}: {format_margins([float(x) for x in result["held_out_model"][m]["gate_margins"]])}'
+            for m in MODELS))
+    return '\n'.join(lines)
 
 
 def format_table(result: dict) -> str:
     rows = [('run', 'model', 'PCKh@0.5', 'PCKh@0.5 all', 'EPE px', 'EPE occl. px',
              'moved', 'worsened')]
-    for run, gate in (('cross_validated', 'refined'),
-                      ('cross_validated', 'refined_without_gate'),
-                      ('held_out_model', 'refined'), ('held_out_model', 'refined_without_gate')):
-        for m in MODELS:
+    for run in ('cross_validated', 'held_out_model'):
+        for gate, m in ((g, m) for g in GATES for m in MODELS):
             if run not in result:
                 continue
             b, r = result[run][m]['baseline'], result[run][m][gate]
-            rows.append((run + ('' if gate == 'refined' else ', no gate'), MODEL_NAMES[m],
+            rows.append((run + GATE_LABELS[gate], MODEL_NAMES[m],
                          f'{100 * b["PCKh@0.5"]:.2f} -> {100 * r["PCKh@0.5"]:.2f}',
                          f'{100 * b["PCKh@0.5_all"]:.2f} -> {100 * r["PCKh@0.5_all"]:.2f}',
                          f'{b["EPE"]:.2f} -> {r["EPE"]:.2f}',
@@ -259,7 +375,8 @@ def main(argv=None):
     print('\nMPII benchmark, score-free refiner (PCKh@0.5: pelvis and thorax excluded; '
           '"all": every labelled joint; moved / worsened: share of labelled joints moved, '
           'and of those, the share whose error grew; "no gate": every joint moved to its '
-          'reconstruction)\n' + format_table(result)
+          'reconstruction; margins chosen on training data only)\n' + format_table(result)
+          + '\n' + format_margin_lines(result)
           + f'\nwrote {out_json} ({result["seconds"]:.0f} s)', flush=True)
 
 

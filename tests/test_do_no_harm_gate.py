@@ -6,8 +6,8 @@ from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
 from mmport.datasets import load_pose_results
-from mmport.models.do_no_harm import (DISTANCE_FLOOR, expected_gain_gate, expected_quality,
-                                     joint_tolerances, quality_loss)
+from mmport.models.do_no_harm import (DISTANCE_FLOOR, choose_gate_margins, expected_gain_gate,
+                                     expected_quality, joint_tolerances, quality_loss)
 from tests.conftest import PANOPTIC_PRED
 
 HAND_META = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
@@ -154,3 +154,39 @@ def test_error_head_is_trained_by_pose_loss(real):
     losses['loss_error'].backward()
     assert refiner.network.error_head.weight.grad.abs().sum() > 0
     assert refiner.network.head.weight.grad is None  # the error loss leaves positions alone
+
+
+def test_margins_are_chosen_per_joint_class_on_validation_costs():
+    inf = float('inf')
+    # four validation persons, three joint classes; cost 1 = outside the tolerance
+    gain = torch.tensor([[0.03, 0.30, 0.5], [0.01, 0.15, 0.5], [0.08, 0.04, 0.5],
+                         [0.50, 0.01, 0.5]])
+    input_cost = torch.tensor([[1., 1., 0.], [0., 1., 0.], [1., 0., 0.], [1., 0., 0.]])
+    recon_cost = torch.tensor([[0., 0., 1.], [1., 0., 0.], [0., 1., 0.], [0., 1., 0.]])
+    # joint 0: every move but person 1's helps; margin 0.02 skips only it (cost
+    # 0), 0 moves all and 0.05 skips person 0 too (1), inf moves none (3)
+    # joint 1: moves with gain > 0.1 help, smaller ones hurt: 0.1 and 0.05
+    # (the same moves) tie, and the larger margin wins
+    # joint 2: moving only hurts: kept where it is
+    assert choose_gate_margins(gain, input_cost, recon_cost) == [0.02, 0.1, inf]
+    # unlabelled joints do not count: with person 1 alone, joint 0's only
+    # candidate move hurts, and margins that skip it tie with inf, which wins
+    weight = torch.tensor([[False, True, True], [True, True, True],
+                           [False, True, True], [False, True, True]])
+    assert choose_gate_margins(gain, input_cost, recon_cost, weight)[0] == inf
+    # a second criterion (distances) only breaks the first one's ties: for
+    # joint 2 the distances favour moving, the hits forbid it
+    dist_in = torch.tensor([[5., 5., 2.], [1., 5., 2.], [5., 1., 2.], [5., 1., 2.]])
+    dist_rec = torch.tensor([[1., 1., 1.5], [6., 1., 1.], [1., 6., 1.], [1., 6., 1.]])
+    lexi = choose_gate_margins(gain, torch.stack([input_cost, dist_in], -1),
+                               torch.stack([recon_cost, dist_rec], -1))
+    assert lexi == [0.02, 0.1, inf]
+    tie = torch.zeros(4, 3)
+    assert choose_gate_margins(gain, torch.stack([tie, dist_in], -1),
+                               torch.stack([tie, dist_rec], -1)) == [0.02, 0.1, 0.2]
+    # a grid of one margin: that margin or inf
+    assert choose_gate_margins(gain, dist_in, dist_rec, margins=(0.0,)) == [0.0, inf, 0.0]
+    with pytest.raises(ValueError, match='finite'):
+        choose_gate_margins(gain, input_cost * inf, recon_cost)
+    with pytest.raises(ValueError, match=r'\(N, K\)'):
+        choose_gate_margins(gain[0], input_cost, recon_cost)

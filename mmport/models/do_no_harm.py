@@ -15,7 +15,7 @@ and of its reconstruction. Two kinds of estimate are supported:
   AP rewards: a joint far off gains nothing from moving less far off, and a
   nearly right joint has everything to lose.
 """
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -101,3 +101,70 @@ def expected_gain_gate(quality: Optional[Tensor],
         raise ValueError(f'margin must be a number or one per joint ({quality.shape[1]}), '
                          f'got shape {tuple(margin.shape)}')
     return quality[..., 1] - quality[..., 0] > margin
+
+
+# margins tried by choose_gate_margins, in keypoint-similarity units; inf
+# (keep the joint class where it is) is always tried
+MARGIN_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, float('inf'))
+
+
+def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: Tensor,
+                        weight: Optional[Tensor] = None,
+                        margins: Sequence[float] = MARGIN_GRID) -> List[float]:
+    """Choose one gate margin per joint class on validation data (data the
+    refiner was not trained on, with ground truth), for
+    ``test_cfg.gate_margin``.
+
+    For every joint class and every margin, the joints the gate would move
+    (``gain > margin``) take their reconstruction's cost, the others their
+    input's; the summed costs are compared lexicographically (the first
+    criterion decides, the next ones break its ties). A finite margin is
+    chosen only where it lowers the joint class's cost below leaving it
+    where it is (``inf``); among equal costs the larger margin (fewer
+    moves) wins.
+
+    Args:
+        gain (Tensor): (N, K) expected gain of the reconstruction over the
+            input (``quality[..., 1] - quality[..., 0]``, see
+            :func:`expected_gain_gate`).
+        input_cost (Tensor): (N, K) or (N, K, C) cost of each input position
+            (lower is better; e.g. 1 for a joint outside the PCK tolerance,
+            then its distance to the truth as a second criterion).
+        reconstruction_cost (Tensor): the same for the reconstructions.
+        weight (Tensor, optional): bool (N, K), the joints to count
+            (default all).
+        margins (sequence[float]): The margins to try.
+
+    Returns:
+        list[float]: K margins (``inf`` for the joint classes kept where
+        they are).
+    """
+    gain = torch.as_tensor(gain, dtype=torch.float64)
+    input_cost = torch.as_tensor(input_cost, dtype=torch.float64)
+    reconstruction_cost = torch.as_tensor(reconstruction_cost, dtype=torch.float64)
+    if input_cost.ndim == 2:
+        input_cost, reconstruction_cost = input_cost[..., None], reconstruction_cost[..., None]
+    if gain.ndim != 2 or input_cost.shape[:2] != gain.shape or (
+            reconstruction_cost.shape != input_cost.shape):
+        raise ValueError(f'gain must be (N, K) and the costs (N, K) or (N, K, C) alike, got '
+                         f'{tuple(gain.shape)}, {tuple(input_cost.shape)}, '
+                         f'{tuple(reconstruction_cost.shape)}')
+    weight = torch.ones(gain.shape, dtype=torch.bool) if weight is None else torch.as_tensor(
+        weight, dtype=torch.bool)
+    if not (torch.isfinite(input_cost) & torch.isfinite(reconstruction_cost))[weight].all():
+        raise ValueError('the costs of the counted joints must be finite')
+    # largest first: a later margin must be strictly better to win
+    grid = sorted({float(m) for m in margins} | {float('inf')}, reverse=True)
+    totals = []
+    for margin in grid:
+        moved = gain > margin
+        cost = torch.where(moved[..., None], reconstruction_cost, input_cost)
+        totals.append((cost * weight[..., None]).sum(0))  # (K, C)
+    chosen = []
+    for k in range(gain.shape[1]):
+        best = 0
+        for i in range(1, len(grid)):
+            if totals[i][k].tolist() < totals[best][k].tolist():
+                best = i
+        chosen.append(grid[best])
+    return chosen
