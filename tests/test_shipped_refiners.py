@@ -32,6 +32,7 @@ def test_shipped_body_refiner_loads_with_its_rule():
     rule = Config.fromstring(ckpt['meta']['cfg'], '.py').model.test_cfg
     assert refiner.test_cfg['score_thr'] == rule.score_thr
     assert refiner.test_cfg['gate_margin'] == rule.gate_margin
+    assert refiner.test_cfg['rescore'] == rule.rescore > 0
 
 
 def test_shipped_hand_refiner_refines_real_predictions_below_its_threshold():
@@ -64,7 +65,10 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     assert 280 <= report.matched <= 307
     # COCO AP over all 307 with xtcocotools: BlazePose's own AP on this set
     assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
-    assert report.coco_ap['instances'] == 307 and np.isfinite(report.coco_ap['refined'])
+    assert report.coco_ap['instances'] == 307
+    # it moves almost nothing on a detector it has never seen; its rescored
+    # instance scores rank BlazePose's persons better than BlazePose's own
+    assert report.rescore > 0 and report.coco_ap['refined'] > report.coco_ap['init']
     assert 15 < report.errors['init']['EPE'] < 35
 
 
