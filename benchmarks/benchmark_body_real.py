@@ -1,13 +1,12 @@
 """Refining real BlazePose predictions (LSP, LSPET, COCO photos).
 
-(a) Cross-validation: 5 folds grouped by image over the three sets. For each
-    held-out fold a refiner is trained on the other folds (their ground
-    truth, their real BlazePose predictions and error vectors) and on the
-    COCO val2017 ground truth (transplanted real errors, synthetic PoseFix
-    errors; the images of the BlazePose COCO set are left out). Its
-    threshold and gate margin are chosen on the training folds only: a
-    refiner trained on three of them scores the fourth (fold f + 1). Each
-    source is reported separately, and pooled.
+(a) Cross-validation: 5 folds grouped by image over the three sets. For
+    held-out fold f a refiner is trained on three of the other folds (their
+    ground truth, their real BlazePose predictions and error vectors) and on
+    the COCO val2017 ground truth (transplanted real errors, synthetic
+    PoseFix errors; the images of the BlazePose COCO set are left out); its
+    threshold, gate margin and rescoring weight are chosen on the fourth
+    (fold f + 1). Each source is reported separately, and pooled.
 (b) Drop-in transfer: the shipped COCO-17 refiner (``--checkpoint``, trained
     without any BlazePose prediction) refines every BlazePose prediction.
 
@@ -74,17 +73,18 @@ def train_on(train_sets: List[BodySet], settings: TrainingSettings, seed: int):
 
 
 def run_fold(fold: int) -> dict:
-    """Choose the rule on fold + 1 (trained on the other training folds),
-    then train on all training folds and refine the held-out fold."""
+    """Train on the training folds but fold + 1, choose the rule on fold + 1
+    with that same refiner (a rescoring weight suits the calibration of the
+    network it was chosen for, not of a retrained one), and refine the
+    held-out fold."""
     torch.set_num_threads(1)
     sets, folds, k = _DATA['sets'], _DATA['folds'], _DATA['num_folds']
     settings: TrainingSettings = _DATA['settings']
     val_fold = (fold + 1) % k
-    inner_train = [f for f in range(k) if f not in (fold, val_fold)]
-    inner = TrainingSettings(**dict(vars(settings), iters=settings.iters // 2,
-                                    seed=settings.seed + 100 + fold))
-    refiner, secs_inner = train_on(list(split(sets, folds, inner_train).values()), inner,
-                                   seed=100 + fold)
+    train = [f for f in range(k) if f not in (fold, val_fold)]
+    fold_settings = TrainingSettings(**dict(vars(settings), seed=settings.seed + fold))
+    refiner, secs = train_on(list(split(sets, folds, train).values()), fold_settings,
+                             seed=settings.seed + fold)
     val = split(sets, folds, [val_fold])
     sigmas = _DATA['meta']['sigmas']
     val['all'] = merge_sets(list(val.values()))
@@ -104,12 +104,9 @@ def run_fold(fold: int) -> dict:
                     for n, out in outputs.items()}
             ranks[(thr, margin, weight)] = held_out_rule_score(rows)
     thr, margin, weight = max(ranks, key=lambda r: ranks[r])
-    train = [f for f in range(k) if f != fold]
-    fold_settings = TrainingSettings(**dict(vars(settings), seed=settings.seed + fold))
-    refiner, secs = train_on(list(split(sets, folds, train).values()), fold_settings, seed=fold)
     test = split(sets, folds, [fold])
     out = {n: refine_with_rule(refiner, b, thr, margin, weight) for n, b in test.items()}
-    return dict(fold=fold, rule=(thr, margin, weight), outputs=out, seconds=secs_inner + secs,
+    return dict(fold=fold, rule=(thr, margin, weight), outputs=out, seconds=secs,
                 ranks={'/'.join(map(str, r)): v for r, v in ranks.items()})
 
 
