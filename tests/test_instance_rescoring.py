@@ -71,6 +71,11 @@ def test_refine_and_rescore_uses_the_estimates_of_every_instance():
     refiner.test_cfg['rescore'] = 0.0  # off: the scores come back as given
     _, _, same = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     assert torch.equal(same, inst)
+    # every joint a candidate already (threshold above 1): one pass judges
+    refiner.test_cfg['rescore'] = 1.0
+    _, all_replaced, one_pass = refiner.refine_and_rescore(kpts, scores, boxes, inst,
+                                                           score_thr=1.01)
+    torch.testing.assert_close(one_pass, expected_instance_similarity(quality, all_replaced))
     # a person the refiner cannot judge (no valid box) keeps its score
     boxes[3] = torch.tensor([5., 5., 5., 5.])
     refiner.test_cfg['rescore'] = 1.0

@@ -229,8 +229,9 @@ class PORTRefiner(BaseModel):
         """:meth:`refine_batch`, plus the quality estimates (B, K, 2) (or
         None) and the mask (B,) of the instances that went through the
         network on their own values. ``judge_all`` admits instances with no
-        joint below the threshold and returns the estimates of a second
-        pass in which every joint is a candidate: the error head is trained
+        joint below the threshold and returns the estimates of a pass in
+        which every joint is a candidate (a second one, unless all already
+        were): the error head is trained
         on candidate (masked) joints only, so that is where its estimates
         of the confident joints hold."""
         mask = scores < score_thr
@@ -252,7 +253,7 @@ class PORTRefiner(BaseModel):
         if self.test_cfg['blend'] == 'linear':
             w = (safe_scores / score_thr).clamp(0, 1)[..., None]
             rec = w * safe_kpts + (1 - w) * rec
-        if judge_all:
+        if judge_all and not bool((candidates | ~ok[:, None]).all()):
             _, quality = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
                                                       torch.ones_like(candidates), check=False)
         return torch.where(replaced[..., None], rec, keypoints), replaced, quality, ok
