@@ -113,8 +113,7 @@ def run_fold(fold: int) -> dict:
 def scores_with_pooled(sets: Dict[str, BodySet],
                        outputs: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
     """Scores of each set's refinement (refined keypoints, replaced mask,
-    instance scores),
-    and of all sets pooled (``'all'``)."""
+    instance scores), and of all sets pooled (``'all'``)."""
     sigmas = _DATA['meta']['sigmas']
     result = {n: refinement_scores(sets[n], *outputs[n], sigmas) for n in sets}
     result['all'] = refinement_scores(merge_sets(list(sets.values())),
