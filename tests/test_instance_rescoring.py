@@ -71,6 +71,8 @@ def test_refine_and_rescore_uses_the_estimates_of_every_instance():
     refiner.test_cfg['rescore'] = 0.0  # off: the scores come back as given
     _, _, same = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     assert torch.equal(same, inst)
+    with pytest.raises(ValueError, match='instance_scores'):  # checked when off too
+        refiner.refine_and_rescore(kpts, scores, boxes, inst[:-1])
     # every joint a candidate already (threshold above 1): one pass judges
     refiner.test_cfg['rescore'] = 1.0
     _, all_replaced, one_pass = refiner.refine_and_rescore(kpts, scores, boxes, inst,

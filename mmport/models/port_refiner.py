@@ -316,14 +316,14 @@ class PORTRefiner(BaseModel):
             tuple[Tensor, Tensor, Tensor]: refined keypoints (B, K, 2), the
             replaced mask (B, K) and the instance scores (B,).
         """
-        weight = float(self.test_cfg['rescore'])
-        if weight == 0:
-            refined, replaced = self.refine(keypoints, scores, bboxes, score_thr)
-            return refined, replaced, instance_scores.float().clone()
         check_instance_batch(self.num_keypoints, keypoints, scores, bboxes)
         if instance_scores.shape != scores.shape[:1]:
             raise ValueError(f'instance_scores must be ({scores.shape[0]},), got '
                              f'{tuple(instance_scores.shape)}')
+        weight = float(self.test_cfg['rescore'])
+        if weight == 0:
+            refined, replaced = self.refine(keypoints, scores, bboxes, score_thr)
+            return refined, replaced, instance_scores.float().clone()
         thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
         keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
         instance_scores = instance_scores.float()

@@ -109,15 +109,15 @@ class RefinedEstimatorMixin:
         rescore = (self.refine_enabled and bool(self.refiner.test_cfg.get('rescore', 0))
                    and all('bbox_scores' in r.pred_instances for r in results))
         instance_scores = None
-        if rescore and len(kpts):
-            given = torch.cat([as_tensor(r.pred_instances.bbox_scores, device).reshape(-1)
-                               for r in results])
-            refined, replaced, instance_scores = self.refiner.refine_and_rescore(
-                kpts, scores, boxes, given)
-            refined, replaced = refined.cpu().numpy(), replaced.cpu().numpy()
-            instance_scores = instance_scores.cpu().numpy()
-        elif self.refine_enabled and len(kpts):
-            refined, replaced = self.refiner.refine(kpts, scores, boxes)
+        if self.refine_enabled and len(kpts):
+            if rescore:
+                given = torch.cat([as_tensor(r.pred_instances.bbox_scores, device).reshape(-1)
+                                   for r in results])
+                refined, replaced, instance_scores = self.refiner.refine_and_rescore(
+                    kpts, scores, boxes, given)
+                instance_scores = instance_scores.cpu().numpy()
+            else:
+                refined, replaced = self.refiner.refine(kpts, scores, boxes)
             refined, replaced = refined.cpu().numpy(), replaced.cpu().numpy()
         else:
             refined, replaced = None, np.zeros(scores.shape, dtype=bool)
