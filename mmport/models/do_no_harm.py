@@ -110,7 +110,8 @@ MARGIN_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, float('inf'))
 
 def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: Tensor,
                         weight: Optional[Tensor] = None,
-                        margins: Sequence[float] = MARGIN_GRID) -> List[float]:
+                        margins: Sequence[float] = MARGIN_GRID,
+                        domains: Optional[Tensor] = None) -> List[float]:
     """Choose one gate margin per joint class on validation data (data the
     refiner was not trained on, with ground truth), for
     ``test_cfg.gate_margin``.
@@ -123,6 +124,13 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
     where it is (``inf``); among equal costs the larger margin (fewer
     moves) wins.
 
+    With ``domains`` (validations of different kinds, e.g. refiners
+    validated on the predictions of a model whose errors they were not
+    trained on, one domain per such pair) a finite margin must lower the
+    cost in every domain, and the margin whose smallest improvement over
+    ``inf`` (the worst domain's) is largest wins: the margins guard the
+    worst case instead of the average.
+
     Args:
         gain (Tensor): (N, K) expected gain of the reconstruction over the
             input (``quality[..., 1] - quality[..., 0]``, see
@@ -134,6 +142,8 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
         weight (Tensor, optional): bool (N, K), the joints to count
             (default all).
         margins (sequence[float]): The margins to try.
+        domains (Tensor, optional): int (N,), the domain of each sample
+            (default one domain).
 
     Returns:
         list[float]: K margins (``inf`` for the joint classes kept where
@@ -153,18 +163,27 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
         weight, dtype=torch.bool)
     if not (torch.isfinite(input_cost) & torch.isfinite(reconstruction_cost))[weight].all():
         raise ValueError('the costs of the counted joints must be finite')
+    domains = torch.zeros(gain.shape[0], dtype=torch.long) if domains is None else (
+        torch.as_tensor(domains))
+    if domains.shape != gain.shape[:1]:
+        raise ValueError(f'domains must be (N,) = ({gain.shape[0]},), got {tuple(domains.shape)}')
+    _, domains = torch.unique(domains, return_inverse=True)
+    num_domains = int(domains.max()) + 1 if len(domains) else 1
+    # cost lowered by moving, per joint: 0 where the joint stays
+    saving = (input_cost - reconstruction_cost) * weight[..., None]
     # largest first: a later margin must be strictly better to win
     grid = sorted({float(m) for m in margins} | {float('inf')}, reverse=True)
-    totals = []
+    worst = []  # per margin (K, C): the smallest improvement over inf of any domain
     for margin in grid:
-        moved = gain > margin
-        cost = torch.where(moved[..., None], reconstruction_cost, input_cost)
-        totals.append((cost * weight[..., None]).sum(0))  # (K, C)
+        moved = (gain > margin)[..., None]
+        per_domain = torch.zeros(num_domains, *saving.shape[1:], dtype=saving.dtype)
+        per_domain.index_add_(0, domains, saving * moved)  # (D, K, C)
+        worst.append([min(per_domain[:, k].tolist()) for k in range(gain.shape[1])])
     chosen = []
     for k in range(gain.shape[1]):
-        best = 0
+        best = 0  # inf: improvement 0
         for i in range(1, len(grid)):
-            if totals[i][k].tolist() < totals[best][k].tolist():
+            if worst[i][k] > worst[best][k]:
                 best = i
         chosen.append(grid[best])
     return chosen
