@@ -103,6 +103,9 @@ def parse_args(argv=None):
     parser.add_argument('--frame', default='ann', choices=('ann', 'pred'),
                         help='instance frames: annotation boxes, or boxes made from each '
                         "model's predictions alone")
+    parser.add_argument('--margin-z', type=float, default=0.0,
+                        help='standard errors by which a joint class\'s gain on the inner '
+                        'validation must exceed 0 for it to move (images as clusters)')
     parser.add_argument('--skip-cross-validated', action='store_true')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
@@ -237,9 +240,13 @@ def mpii_margin_inputs(model, data: 'MPIIData', idx: np.ndarray, models) -> tupl
                          cat([0.5 * data.head[idx]] * len(models)))
 
 
-def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models) -> list:
-    """Gate margins chosen on persons ``idx`` predicted by ``models`` (pooled)."""
-    return choose_gate_margins(*mpii_margin_inputs(model, data, idx, models))
+def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models,
+                        z: float = 0.0) -> list:
+    """Gate margins chosen on persons ``idx`` predicted by ``models``
+    (pooled), with confidence bound ``z`` (images as clusters)."""
+    return choose_gate_margins(*mpii_margin_inputs(model, data, idx, models), z=z,
+                               clusters=torch.from_numpy(np.tile(data.image_id[idx],
+                                                                 len(models))))
 
 
 def format_margins(margins) -> str:
@@ -287,7 +294,8 @@ def cross_validated_run(data: MPIIData, args, log) -> dict:
         inner, info = train(data, args, data.real(inner_idx, MODELS), None,
                             args.seed * 100 + 10 + f, log)
         seconds += info['seconds']
-        margins[f] = {m: choose_mpii_margins(inner, data, val_idx, [m]) for m in MODELS}
+        margins[f] = {m: choose_mpii_margins(inner, data, val_idx, [m], args.margin_z)
+                      for m in MODELS}
         log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
             f'{m} {format_margins(x)}' for m, x in margins[f].items()))
         model, info = train(data, args, data.real(train_idx, MODELS), None,
@@ -333,7 +341,9 @@ def held_out_model_run(data: MPIIData, args, log) -> dict:
         pairs = [(a, b) for a in others for b in others if a != b]
         parts = [mpii_margin_inputs(inner[a], data, val_idx, [b]) for a, b in pairs]
         domains = torch.cat([torch.full((len(p[0]),), i) for i, p in enumerate(parts)])
-        margins = choose_gate_margins(*(torch.cat(x) for x in zip(*parts)), domains=domains)
+        clusters = torch.from_numpy(np.tile(data.image_id[val_idx], len(pairs)))
+        margins = choose_gate_margins(*(torch.cat(x) for x in zip(*parts)), domains=domains,
+                                      z=args.margin_z, clusters=clusters)
         log(f'held-out {m}: margins chosen leaving one of {others} out: '
             f'{format_margins(margins)}')
         donors = data.real(allidx, others).error_vectors()
@@ -403,6 +413,7 @@ def main(argv=None):
     if not args.skip_held_out_model:
         result['held_out_model'] = held_out_model_run(data, args, log)
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
+                  margin_z=args.margin_z,
                   refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind),
                   seconds=time.perf_counter() - start)
     out_json = osp.join(args.work_dir, 'mpii.json')
