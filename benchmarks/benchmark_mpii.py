@@ -28,7 +28,9 @@ scored, leaving one training model out: with training models A and B, an
 inner refiner trained on A's error vectors of four fifths of the persons
 (grouped by image) is validated on B's predictions of the other fifth, one
 trained on B's on A's, and a finite margin must help in both (the worse of
-the two decides); the held-out model's predictions enter no choice.
+the two decides); the held-out model's predictions enter no choice. With
+``--margin-z Z`` a finite margin must also beat leaving the joint class
+where it is by Z standard errors (images as clusters), in both runs.
 
 Instances are framed by the annotation boxes (the labelled joints' extent
 enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
@@ -37,7 +39,7 @@ ground truth at test time).
 Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
-        [--skip-cross-validated] [--skip-held-out-model]
+        [--margin-z 0] [--skip-cross-validated] [--skip-held-out-model]
 """
 import argparse
 import copy
