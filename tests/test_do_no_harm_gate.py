@@ -190,3 +190,70 @@ def test_margins_are_chosen_per_joint_class_on_validation_costs():
         choose_gate_margins(gain, input_cost * inf, recon_cost)
     with pytest.raises(ValueError, match=r'\(N, K\)'):
         choose_gate_margins(gain[0], input_cost, recon_cost)
+
+
+def test_margins_with_domains_guard_the_worst_domain():
+    inf = float('inf')
+    # one joint class, two domains of three joints each (e.g. refiners
+    # validated on a model whose errors they were not trained on)
+    gain = torch.tensor([[0.3], [0.15], [0.01], [0.3], [0.15], [0.01]])
+    input_cost = torch.tensor([[1.], [1.], [1.], [1.], [0.], [0.]])
+    recon_cost = torch.tensor([[0.], [0.], [0.], [0.], [1.], [0.]])
+    domains = torch.tensor([0, 0, 0, 1, 1, 1])
+    # pooled, moving everything (margin 0) helps most: 4 misses fixed, 1 made
+    assert choose_gate_margins(gain, input_cost, recon_cost) == [0.0]
+    # per domain: margins 0 to 0.1 fix nothing in domain 1 (one miss fixed,
+    # one made); 0.2 (only the largest gains) fixes one miss in each
+    assert choose_gate_margins(gain, input_cost, recon_cost, domains=domains) == [0.2]
+    # a domain in which every move hurts keeps the joint class where it is,
+    # however much the other gains
+    fine = torch.tensor([[0.], [0.], [0.], [3.], [3.], [3.]])
+    hurt = torch.tensor([[1.], [1.], [1.], [0.], [0.], [0.]])
+    assert choose_gate_margins(gain, fine, hurt) == [0.0]
+    assert choose_gate_margins(gain, fine, hurt, domains=domains) == [inf]
+    # one domain is the plain choice
+    assert choose_gate_margins(gain, input_cost, recon_cost,
+                               domains=torch.zeros(6, dtype=torch.long)) == [0.0]
+    with pytest.raises(ValueError, match='domains'):
+        choose_gate_margins(gain, input_cost, recon_cost, domains=domains[:4])
+
+
+def test_margins_with_a_confidence_bound_refuse_noisy_gains():
+    inf = float('inf')
+    gain = torch.full((40, 1), 0.5)
+    fixed = torch.zeros(40, 1)  # every reconstruction within the tolerance
+    # noisy: 21 misses fixed, 19 made (net 2, standard error about 6.3)
+    noisy = torch.cat([torch.ones(21, 1), torch.zeros(19, 1)])
+    noisy_rec = torch.cat([torch.zeros(21, 1), torch.ones(19, 1)])
+    assert choose_gate_margins(gain, noisy, noisy_rec) == [0.2]
+    assert choose_gate_margins(gain, noisy, noisy_rec, z=2.0) == [inf]
+    # clear: 30 fixed, 2 made (net 28, standard error about 3.6)
+    clear = torch.cat([torch.ones(30, 1), torch.zeros(10, 1)])
+    clear_rec = torch.cat([torch.zeros(38, 1), torch.ones(2, 1)])
+    assert choose_gate_margins(gain, clear, clear_rec, z=2.0) == [0.2]
+    # only the moved joints' differences count: staying is 0
+    some = torch.tensor([0.5] * 30 + [0.0] * 10)[:, None]
+    assert choose_gate_margins(some, clear, clear_rec, z=2.0) == [0.2]
+    # the bound applies on the first criterion that is not 0: the same
+    # misses (none), then distances lowered by 1 +- 0.1 (clear) or +- 5
+    dist = torch.full((40, 1), 5.0)
+    wobble = torch.tensor([0.1, -0.1] * 20)[:, None]
+    for spread, expected in ((1.0, 0.2), (50.0, inf)):
+        assert choose_gate_margins(gain, torch.stack([fixed, dist], -1),
+                                   torch.stack([fixed, dist - 1 + spread * wobble], -1),
+                                   z=2.0) == [expected]
+    # correlated samples: 20 misses fixed, all in one image of 20 persons
+    # and none in 20 others, is one lucky image, not 20 gains
+    one_image = torch.cat([torch.ones(20, 1), torch.zeros(20, 1)])
+    clusters = torch.cat([torch.zeros(20, dtype=torch.long), torch.arange(1, 21)])
+    assert choose_gate_margins(gain, one_image, fixed, z=2.0) == [0.2]
+    assert choose_gate_margins(gain, one_image, fixed, z=2.0, clusters=clusters) == [inf]
+    # with domains, each must clear the bound
+    domains = torch.cat([torch.zeros(40, dtype=torch.long), torch.ones(40, dtype=torch.long)])
+    both = [torch.cat(x) for x in ((gain, gain), (clear, noisy), (clear_rec, noisy_rec))]
+    assert choose_gate_margins(*both, domains=domains) == [0.2]
+    assert choose_gate_margins(*both, domains=domains, z=2.0) == [inf]
+    with pytest.raises(ValueError, match='clusters'):
+        choose_gate_margins(gain, clear, clear_rec, clusters=clusters[:3])
+    with pytest.raises(ValueError, match='z must'):
+        choose_gate_margins(gain, clear, clear_rec, z=-1.0)
