@@ -10,7 +10,7 @@ model the mmengine pipeline trains and refines through the same
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -98,9 +98,12 @@ def image_neighbours(body: BodySet) -> Dict[int, np.ndarray]:
 
 
 def build_pool(persons: Sequence[BodySet], donors: Sequence[BodySet], metainfo: dict,
-               synthetic_copies: int = 0, seed: int = 0) -> TrainingPool:
+               synthetic_copies: int = 0, seed: int = 0,
+               donor_errors: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> TrainingPool:
     """Frame-normalised training arrays of ``persons``; real errors of the
-    ``donors`` (persons with predictions) for transplanting."""
+    ``donors`` (persons with predictions) for transplanting, and
+    ``donor_errors``: more box-frame errors (D, K, 2) (NaN: unknown) with
+    their scores (D, K) (e.g. :func:`benchmarks.mpii_body_donors.mpii_error_donors`)."""
     gts, vis, real, real_sc, syn, syn_sc = [], [], [], [], [], []
     k = persons[0].keypoints.shape[1]
     for n, body in enumerate(persons):
@@ -130,6 +133,9 @@ def build_pool(persons: Sequence[BodySet], donors: Sequence[BodySet], metainfo: 
         err[~body.visible[ok]] = np.nan
         errs.append(err)
         errs_sc.append(body.pred_scores[ok])
+    if donor_errors is not None:
+        errs.append(donor_errors[0])
+        errs_sc.append(donor_errors[1])
     cat = lambda x: np.concatenate(x).astype(np.float32)  # noqa: E731
     return TrainingPool(cat(gts), np.concatenate(vis), cat(real), cat(real_sc), cat(syn),
                         cat(syn_sc),

@@ -2,8 +2,10 @@
 
 * ``port_coco17_refiner.pth``: COCO-17 body refiner, trained on the
   bundled COCO val2017 ground truth (data/coco_val2017, without the images
-  of the BlazePose COCO set) corrupted by synthetic PoseFix errors, in the
-  body benchmark's plain PyTorch loop. No BlazePose prediction is used, so
+  of the BlazePose COCO set), half of the time corrupted by synthetic
+  PoseFix errors, half by the real errors of three published MPII models
+  transplanted onto it (:mod:`benchmarks.mpii_body_donors`), in the body
+  benchmark's plain PyTorch loop. No BlazePose prediction is used, so
   ``benchmarks.benchmark_body_real``'s drop-in part is a fair test of it.
 * ``port_panoptic_hand21.pth``: hand refiner, trained through an mmengine
   Runner with ``configs/port/port_panoptic-hand2d_keypoints-only.py`` on
@@ -19,7 +21,7 @@ import argparse
 import os
 import os.path as osp
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,14 +36,15 @@ from .body_refiner_setup import (RESCORE_WEIGHTS, blend_scores, build_refiner,
                                  coco_metainfo, load_body_data, refine_with_rule)
 from .body_scoring import refinement_scores
 from .cross_validation import build_quiet_runner, printed_to_file
+from .mpii_body_donors import MPII_PREDICTIONS, mpii_error_donors
 from .tensor_training import (TrainingSettings, build_pool, image_neighbours, synthetic_bank,
                               train_refiner)
 
 HAND_CONFIG = 'configs/port/port_panoptic-hand2d_keypoints-only.py'
 # the threshold the Panoptic benchmark's per-fold selection chose most often
 HAND_SCORE_THR = 0.3
-BODY_SETTINGS = TrainingSettings(iters=3000, batch_size=128, real=0.0, transplant=0.0,
-                                 synthetic=1.0, seed=0)
+BODY_SETTINGS = TrainingSettings(iters=3000, batch_size=128, real=0.0, transplant=0.5,
+                                 synthetic=0.5, seed=0)
 # candidate rules (score threshold, gate margin); a threshold above 1 makes
 # every joint a candidate and leaves the decision to the gate
 BODY_RULES = [(thr, margin) for thr in (0.3, 0.5, 0.9, 1.01)
@@ -59,13 +62,26 @@ def save_refiner(refiner, model_cfg: dict, path: str, how: str) -> None:
     print(f'wrote {path} ({osp.getsize(path) / 1e3:.0f} kB)')
 
 
-def corrupted_copy(body: BodySet, meta: dict, seed: int, scramble_scores: bool) -> BodySet:
+def corrupted_copy(body: BodySet, meta: dict, seed: int, scramble_scores: bool = False,
+                   donors: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> BodySet:
     """``body`` with synthetic PoseFix errors as its predictions; with
     ``scramble_scores`` their scores are drawn uniformly, unrelated to the
-    errors (a detector whose confidence this refiner cannot read)."""
+    errors (a detector whose confidence this refiner cannot read); with
+    ``donors`` (box-frame errors (D, K, 2), scores (D, K)) each person's
+    labelled joints take a random donor's error and score where it has one
+    (real errors of other detectors)."""
     kp, sc = synthetic_bank(body, meta, 1, seed, image_neighbours(body))
     out = body.subset(np.arange(len(body)))
     out.pred, out.pred_scores = kp[:, 0], sc[:, 0]
+    if donors is not None:
+        rng = np.random.default_rng(seed + 2)
+        pick = rng.integers(len(donors[0]), size=len(body))
+        err, err_sc = donors[0][pick], donors[1][pick]
+        side = (body.bboxes[:, 2:] - body.bboxes[:, :2]).max(1)
+        use = body.visible & np.isfinite(err[..., 0])
+        out.pred = np.where(use[..., None], body.keypoints + err * side[:, None, None],
+                            out.pred).astype(np.float32)
+        out.pred_scores = np.where(use, err_sc, out.pred_scores).astype(np.float32)
     if scramble_scores:
         out.pred_scores = np.random.default_rng(seed + 1).random(sc[:, 0].shape).astype(
             np.float32)
@@ -73,19 +89,36 @@ def corrupted_copy(body: BodySet, meta: dict, seed: int, scramble_scores: bool) 
     return out
 
 
+def mpii_donor_split(meta: dict) -> Tuple[Tuple[np.ndarray, np.ndarray],
+                                          Tuple[np.ndarray, np.ndarray]]:
+    """MPII error donors of four fifths of the MPII validation images (to
+    train the rule's refiner) and of the other fifth (to check the rule)."""
+    image_ids = np.load(MPII_PREDICTIONS)['val_image_id']
+    fold = grouped_folds([str(i) for i in image_ids], 5, seed=0)
+    return tuple(mpii_error_donors(meta['sigmas'], seed=VALIDATION_SEED + part,
+                                   persons=np.flatnonzero((fold == 0) == bool(part)))
+                 for part in (0, 1))
+
+
 def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, float, float]:
     """The threshold, gate margin and rescoring weight for a detector
-    nobody has seen: a refiner trained on ``train`` refines ``val`` with
-    synthetic errors twice, with their synthetic scores and with scrambled
-    ones. The rule whose worse AP change of the two is largest wins, if
-    that change is not negative, by its worse EPE change; among rules that
-    lower AP in a case, the one whose AP drops least. Only training data
-    (COCO val2017 ground truth) is used."""
-    pool = build_pool([train], [], meta, synthetic_copies=8, seed=0)
+    nobody has seen: a refiner trained on ``train`` (with the MPII errors
+    of four fifths of the MPII images) refines ``val`` three times: with
+    synthetic errors and their synthetic scores, with the same errors and
+    scrambled scores, and with the real errors of the MPII models on the
+    other fifth of the MPII images. The rule whose worst AP change of the
+    three is largest wins, if that change is not negative, by its worst
+    EPE change; among rules that lower AP in a case, the one whose AP
+    drops least. Only training data (COCO val2017 ground truth, MPII
+    predictions) is used."""
+    train_donors, check_donors = mpii_donor_split(meta)
+    pool = build_pool([train], [], meta, synthetic_copies=8, seed=0, donor_errors=train_donors)
     refiner, _ = build_refiner()
     train_refiner(refiner, pool, TrainingSettings(**dict(vars(BODY_SETTINGS), seed=1)),
                   meta['flip_indices'])
-    checks = [corrupted_copy(val, meta, VALIDATION_SEED, scramble) for scramble in (False, True)]
+    checks = [corrupted_copy(val, meta, VALIDATION_SEED, scramble_scores=True),
+              corrupted_copy(val, meta, VALIDATION_SEED),
+              corrupted_copy(val, meta, VALIDATION_SEED, donors=check_donors)]
     ranks = {}
     for thr, margin in BODY_RULES:
         # rescore=1 returns each person's expected OKS as its score
@@ -93,17 +126,16 @@ def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, f
         for weight in RESCORE_WEIGHTS:
             rows = [refinement_scores(b, out[0], out[1], blend_scores(b, out[2], weight),
                                       meta['sigmas']) for b, out in zip(checks, outputs)]
-            worse_ap = min(r['refined']['AP'] - r['baseline']['AP'] for r in rows)
-            worse_epe = max(r['refined']['EPE_norm'] - r['baseline']['EPE_norm'] for r in rows)
-            ranks[(thr, margin, weight)] = (worse_ap >= 0, worse_ap, -worse_epe)
-        print(f'  rule {thr}/{margin}: worse AP change for rescoring weights ' + ' / '.join(
+            worst_ap = min(r['refined']['AP'] - r['baseline']['AP'] for r in rows)
+            worst_epe = max(r['refined']['EPE_norm'] - r['baseline']['EPE_norm'] for r in rows)
+            ranks[(thr, margin, weight)] = (worst_ap >= 0, worst_ap, -worst_epe)
+        print(f'  rule {thr}/{margin}: worst AP change for rescoring weights ' + ' / '.join(
                   f'{ranks[(thr, margin, w)][1]:+.4f}' for w in RESCORE_WEIGHTS)
-              + f', worse EPE change {worse_epe:+.4f} (box units)', flush=True)
+              + f', worst EPE change {worst_epe:+.4f} (box units)', flush=True)
     return max(ranks, key=lambda r: ranks[r])
 
 
 def train_body(out_dir: str) -> str:
-    torch.set_num_threads(2)
     meta = coco_metainfo()
     _, coco_val = load_body_data()
     groups = [str(i) for i in coco_val.image_ids]
@@ -112,11 +144,13 @@ def train_body(out_dir: str) -> str:
                                            coco_val.subset(np.flatnonzero(fold == 0)), meta)
     print(f'body refiner rule (chosen on held-out COCO val2017 persons): threshold {thr}, '
           f'gate margin {margin}, rescoring weight {weight}', flush=True)
-    pool = build_pool([coco_val], [], meta, synthetic_copies=8, seed=0)
+    pool = build_pool([coco_val], [], meta, synthetic_copies=8, seed=0,
+                      donor_errors=mpii_error_donors(meta['sigmas']))
     refiner, cfg = build_refiner(score_thr=thr, gate_margin=margin, rescore=weight)
     secs = train_refiner(refiner, pool, BODY_SETTINGS, meta['flip_indices'],
                          log=lambda m: print(f'  body refiner: {m}', flush=True))
-    print(f'body refiner trained in {secs:.0f} s on {len(coco_val)} COCO val2017 persons')
+    print(f'body refiner trained in {secs:.0f} s on {len(coco_val)} COCO val2017 persons '
+          f'({len(pool.donor_errors)} MPII error donors)')
     path = osp.join(out_dir, 'port_coco17_refiner.pth')
     save_refiner(refiner, cfg, path, 'python -m benchmarks.train_shipped_refiners --only body')
     return path
