@@ -74,12 +74,13 @@ def refine_persons(refiner, body: BodySet) -> Tuple[np.ndarray, np.ndarray, np.n
 
 
 def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float],
-                     rescore: float = 0.0):
+                     rescore: float = 0.0, calibration: Optional[list] = None):
     """:func:`refine_persons` under one rule: the threshold, the gate
-    margin (``None``: no gate, every candidate moves) and the rescoring
-    weight, set into the refiner's ``test_cfg``."""
+    margin (``None``: no gate, every candidate moves), the rescoring
+    weight and its calibration, set into the refiner's ``test_cfg``."""
     refiner.test_cfg.update(score_thr=score_thr, gate=margin is not None,
-                            gate_margin=0.0 if margin is None else margin, rescore=rescore)
+                            gate_margin=0.0 if margin is None else margin, rescore=rescore,
+                            rescore_calibration=calibration)
     return refine_persons(refiner, body)
 
 

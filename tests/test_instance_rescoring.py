@@ -5,7 +5,9 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from mmport.models.instance_rescoring import (expected_instance_similarity,
+from mmport.models.instance_rescoring import (calibrated_similarity,
+                                              expected_instance_similarity,
+                                              fit_similarity_calibration,
                                               rescored_instance_scores)
 
 COCO_META = dict(from_file='configs/_base_/datasets/coco.py')
@@ -92,3 +94,59 @@ def test_rescoring_needs_keypoint_similarity_estimates():
                           network=dict(type='PoseRelationTransformer', embed_dim=16, depth=1,
                                        num_heads=1, predict_errors=True),
                           test_cfg=dict(rescore=0.5)))
+
+
+def test_calibration_maps_estimates_to_observed_similarity():
+    rng = np.random.default_rng(0)
+    expected = rng.uniform(0.2, 0.9, 4000)
+    # a refiner that overestimates: the observed OKS is lower, and noisy
+    observed = np.clip(expected ** 2 + rng.normal(0, 0.05, expected.shape), 0, 1)
+    xs, ys = fit_similarity_calibration(expected, observed)
+    assert len(xs) == 21 and np.all(np.diff(xs) > 0) and np.all(np.diff(ys) > 0)
+    assert xs[0] == expected.min() and xs[-1] == expected.max()
+    probe = torch.tensor([0.3, 0.5, 0.7, 0.85])
+    mapped = calibrated_similarity(probe, [xs, ys])
+    torch.testing.assert_close(mapped, probe ** 2, atol=0.02, rtol=0)
+    # exact at the knots, linear between them, constant beyond the ends
+    torch.testing.assert_close(calibrated_similarity(torch.tensor(xs), [xs, ys]),
+                               torch.tensor(ys).float())
+    mid = calibrated_similarity(torch.tensor([(xs[3] + xs[4]) / 2]), [xs, ys])
+    assert abs(mid.item() - (ys[3] + ys[4]) / 2) < 1e-6
+    ends = calibrated_similarity(torch.tensor([0.0, 1.0]), [xs, ys])
+    torch.testing.assert_close(ends, torch.tensor([ys[0], ys[-1]]).float())
+    # monotone, so one refiner's ranking of its instances is kept
+    order = torch.argsort(torch.from_numpy(expected).float())
+    assert bool((calibrated_similarity(torch.from_numpy(expected).float(), [xs, ys])[order]
+                 .diff() >= 0).all())
+
+
+def test_calibration_refuses_bad_input():
+    with pytest.raises(ValueError, match='all equal'):
+        fit_similarity_calibration(np.full(10, 0.5), np.linspace(0, 1, 10))
+    with pytest.raises(ValueError, match='finite'):
+        fit_similarity_calibration(np.array([0.1, np.nan]), np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match=r'\(N,\)'):
+        fit_similarity_calibration(np.zeros(5), np.zeros(4))
+    with pytest.raises(ValueError, match='increasing'):
+        calibrated_similarity(torch.zeros(2), [[0.5, 0.2], [0.1, 0.3]])
+    with pytest.raises(ValueError, match='calibration'):  # at build time, not at first use
+        body_refiner(rescore=1.0, rescore_calibration=[[0.2], [0.3]])
+
+
+def test_refine_and_rescore_applies_the_calibration():
+    rng = np.random.default_rng(1)
+    n = 30
+    kpts = torch.from_numpy(rng.uniform(20, 180, (n, 17, 2))).float()
+    scores = torch.from_numpy(rng.uniform(0, 1, (n, 17))).float()
+    boxes = torch.tensor([[0., 0., 200., 200.]]).repeat(n, 1)
+    inst = torch.from_numpy(rng.uniform(0.2, 1, n)).float()
+    boxes[3] = torch.tensor([5., 5., 5., 5.])  # not judged: keeps its score
+    raw = body_refiner(rescore=1.0).refine_and_rescore(kpts, scores, boxes, inst)[2]
+    calibration = [[0.0, 0.5, 1.0], [0.0, 0.1, 0.9]]
+    refiner = body_refiner(rescore=0.5, rescore_calibration=calibration)
+    _, _, half = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+    mapped = calibrated_similarity(raw, calibration)
+    expected = (inst * mapped).sqrt()
+    expected[3] = inst[3]
+    torch.testing.assert_close(half, expected)
+    assert not torch.allclose(half, (inst * raw).sqrt())

@@ -104,3 +104,43 @@ def test_move_outcomes_counts_moved_labelled_candidates():
     none = move_outcomes(init, refined, gt, visible, np.array([[0, 0, 0, 1, 1]], bool))
     assert none['moved'] == 0 and none['replaced_fraction'] == 0.0
     assert np.isnan(none['worsened_fraction'])
+
+
+def test_instance_similarity_is_xtcocotools_oks():
+    """Per-person OKS equals xtcocotools' own on real COCO annotations."""
+    import json
+
+    from xtcocotools.coco import COCO
+    from xtcocotools.cocoeval import COCOeval
+
+    from mmport.evaluation import instance_similarity
+    with open('data/coco_val_subset/annotations/person_keypoints_val2017_subset.json') as f:
+        coco = json.load(f)
+    anns = [a for a in coco['annotations'] if a.get('num_keypoints', 0) > 0][:30]
+    gt = np.array([np.reshape(a['keypoints'], (17, 3)) for a in anns], float)
+    rng = np.random.default_rng(0)
+    pred = gt[..., :2] + rng.normal(0, 8, gt[..., :2].shape)
+    pred[0, 3] = np.nan  # a missing prediction scores 0 where labelled
+    sigmas = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
+                       .87, .87, .89, .89]) / 10
+    ours = instance_similarity(pred, gt[..., :2], gt[..., 2], [a['area'] for a in anns],
+                               sigmas)
+    coco_gt = COCO()
+    coco_gt.dataset = dict(coco, annotations=anns)
+    coco_gt.createIndex()
+    theirs = []
+    for i, a in enumerate(anns):
+        kp = np.concatenate([np.nan_to_num(pred[i], nan=-1e6), np.ones((17, 1))], 1)
+        dt = coco_gt.loadRes([dict(image_id=a['image_id'], category_id=1, score=1.0,
+                                   keypoints=kp.reshape(-1).tolist())])
+        ev = COCOeval(coco_gt, dt, 'keypoints', sigmas, use_area=True)
+        ev.params.imgIds = [a['image_id']]
+        ev._prepare()
+        col = [j for j, g in enumerate(ev._gts[a['image_id'], 1]) if g['id'] == a['id']]
+        theirs.append(ev.computeOks(a['image_id'], 1)[0, col[0]])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    assert 0 < ours.min() and ours.max() < 1
+    assert np.isnan(instance_similarity(pred[:1], gt[:1, :, :2], np.zeros((1, 17)), [100.],
+                                        sigmas)[0])
+    with pytest.raises(ValueError, match='shapes'):
+        instance_similarity(pred[:, :16], gt[..., :2], gt[..., 2], np.ones(30), sigmas)

@@ -124,6 +124,36 @@ def coco_keypoint_ap(coco_gt, records: list, sigmas) -> Dict[str, float]:
             'AP@0.75': float(ev.stats[2]), 'AR': float(ev.stats[5])}
 
 
+def instance_similarity(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
+                        areas: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """Each instance's OKS against its own ground truth, as COCO computes
+    it: the mean over labelled joints of ``exp(-d^2 / (2 area (2 sigma)^2))``.
+
+    Args:
+        pred (np.ndarray): (N, K, 2) pixels; a non-finite joint scores 0.
+        gt (np.ndarray): (N, K, 2) pixels.
+        visible (np.ndarray): (N, K), > 0 where the ground truth is labelled.
+        areas (np.ndarray): (N,) the instances' OKS areas (pixels^2).
+        sigmas (sequence[float]): (K,) COCO's per-joint sigmas.
+
+    Returns:
+        np.ndarray: (N,) OKS in [0, 1]; NaN for an instance with no labelled
+        joint.
+    """
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    labelled = np.asarray(visible) > 0
+    var = (2 * np.asarray(sigmas, np.float64)) ** 2
+    if pred.shape != gt.shape or labelled.shape != pred.shape[:2] or var.shape != pred.shape[1:2]:
+        raise ValueError(f'shapes do not match: pred {pred.shape}, gt {gt.shape}, visible '
+                         f'{labelled.shape}, sigmas {var.shape}')
+    d2 = np.nan_to_num(((pred - gt) ** 2).sum(-1), nan=np.inf)
+    area = np.asarray(areas, np.float64)[:, None] + np.spacing(1)
+    ks = np.exp(-d2 / var / area / 2)
+    count = labelled.sum(1)
+    with np.errstate(invalid='ignore'):
+        return np.where(count > 0, (ks * labelled).sum(1) / count, np.nan)
+
+
 def move_outcomes(init: np.ndarray, refined: np.ndarray, gt: np.ndarray,
                   visible: np.ndarray, candidates: np.ndarray) -> Dict[str, float]:
     """How the joints a refiner moved fared: the do-no-harm measure.

@@ -13,7 +13,8 @@ from mmport.structures.instance_batch import check_instance_batch
 from mmport.structures.normalization import frame_from_bboxes, from_frame, to_frame, valid_bboxes
 from .do_no_harm import (QUALITY_KINDS, expected_gain_gate, expected_quality,
                          joint_tolerances, quality_loss)
-from .instance_rescoring import expected_instance_similarity, rescored_instance_scores
+from .instance_rescoring import (calibrated_similarity, expected_instance_similarity,
+                                 rescored_instance_scores)
 
 BLEND_MODES = ('replace', 'linear')
 LOSS_TYPES = ('l1', 'euclidean')
@@ -88,7 +89,10 @@ class PORTRefiner(BaseModel):
             ``inf`` never moves that joint) and ``rescore`` (default 0: the
             weight of the expected OKS in the instance scores that
             :meth:`refine_and_rescore` returns; needs
-            ``quality_kind='keypoint_similarity'``).
+            ``quality_kind='keypoint_similarity'``) and
+            ``rescore_calibration`` (default None: ``[xs, ys]``, a monotone
+            map of the expected OKS before the blend, from
+            :func:`mmport.models.instance_rescoring.fit_similarity_calibration`).
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -126,13 +130,17 @@ class PORTRefiner(BaseModel):
         self.train_cfg.setdefault('error_loss_weight', 0.05)
         self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
                          'chunk_size': 128, 'flip_test': False, 'gate': False,
-                         'gate_margin': 0.0, 'rescore': 0.0, **(test_cfg or {})}
+                         'gate_margin': 0.0, 'rescore': 0.0, 'rescore_calibration': None,
+                         **(test_cfg or {})}
         if self.test_cfg['gate'] and not getattr(self.network, 'predict_errors', False):
             raise ValueError('test_cfg.gate needs a network with predict_errors=True')
         if self.test_cfg['rescore'] and not (getattr(self.network, 'predict_errors', False)
                                              and quality_kind == 'keypoint_similarity'):
             raise ValueError("test_cfg.rescore needs a network with predict_errors=True and "
                              "quality_kind='keypoint_similarity'")
+        if self.test_cfg['rescore_calibration'] is not None:
+            # fails here, not at the first batch, on a malformed map
+            calibrated_similarity(torch.zeros(1), self.test_cfg['rescore_calibration'])
         if self.test_cfg['blend'] not in BLEND_MODES:
             raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
         chunk = self.test_cfg['chunk_size']
@@ -300,7 +308,8 @@ class PORTRefiner(BaseModel):
         """:meth:`refine`, and new instance scores from the network's
         estimate of each output joint's keypoint similarity
         (:func:`mmport.models.instance_rescoring.rescored_instance_scores`
-        with weight ``test_cfg.rescore``; 0, the default, keeps the scores).
+        with weight ``test_cfg.rescore``; 0, the default, keeps the scores;
+        the estimate through ``test_cfg.rescore_calibration`` where set).
         Every instance with a valid box and finite values is judged, also
         those with no joint below the threshold, in a second network pass
         where every joint is a candidate.
@@ -329,14 +338,15 @@ class PORTRefiner(BaseModel):
         instance_scores = instance_scores.float()
         refined, replaced = keypoints.clone(), torch.zeros_like(scores, dtype=torch.bool)
         rescored = instance_scores.clone()
-        step = self.test_cfg['chunk_size']
+        step, calibration = self.test_cfg['chunk_size'], self.test_cfg['rescore_calibration']
         for i in range(0, len(keypoints), step):
             sl = slice(i, i + step)
             refined[sl], replaced[sl], quality, ok = self._refine_batch(
                 keypoints[sl], scores[sl], bboxes[sl], thr, judge_all=True)
-            rescored[sl] = rescored_instance_scores(
-                instance_scores[sl], expected_instance_similarity(quality, replaced[sl]),
-                weight, ok)
+            expected = expected_instance_similarity(quality, replaced[sl])
+            if calibration is not None:
+                expected = calibrated_similarity(expected, calibration)
+            rescored[sl] = rescored_instance_scores(instance_scores[sl], expected, weight, ok)
         return refined, replaced, rescored
 
     @torch.no_grad()
