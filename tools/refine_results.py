@@ -45,6 +45,9 @@ def parse_args(argv=None):
                         help='frame of each instance: matched annotation box, the results\' '
                         'own box, or the keypoints\' extent (auto: the first available of '
                         'annotation, --dump box, extent)')
+    parser.add_argument('--rescore', type=float,
+                        help="weight in [0, 1] of the refiner's expected OKS in each instance's "
+                        "score (default: the refiner's); 0 keeps the file's scores")
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     report = refine_results_file(args.results, args.checkpoint, args.out, args.ann,
                                  args.score_thr, args.config, args.bbox_source, args.device,
-                                 scores=args.scores)
+                                 scores=args.scores, rescore=args.rescore)
     print(report.summary())
     return 0
 

@@ -297,7 +297,8 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
                         out: Optional[str] = None, ann: Optional[str] = None,
                         score_thr: Optional[float] = None, config: Optional[str] = None,
                         bbox_source: str = 'auto', device: str = 'cpu',
-                        scores: str = 'file') -> OfflineRefinementReport:
+                        scores: str = 'file',
+                        rescore: Optional[float] = None) -> OfflineRefinementReport:
     """Refine the results file of any pose estimation method with a PORT
     refiner (offline, PoseFix-style).
 
@@ -326,6 +327,11 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
             "predicted" flag): a score-free refiner (``use_scores=False``)
             refines every joint from positions alone, and the score values
             are written back as read.
+        rescore (float, optional): Weight in [0, 1] of the refiner's
+            expected OKS in the instance scores; default: the refiner's
+            (``test_cfg.rescore``). 0 keeps the file's scores (the
+            estimate is learned in person-box frames: with keypoint boxes
+            it may rank worse than the detector's own scores).
 
     Returns:
         OfflineRefinementReport: The refined keypoints and what changed.
@@ -334,9 +340,19 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         InputFileError: An unreadable file, or results of another skeleton
             than the refiner's.
     """
+    if rescore is not None and not 0 <= rescore <= 1:
+        raise ValueError(f'rescore must be in [0, 1], got {rescore}')
     poses = load_pose_results(results)
     refiner = (load_refiner(checkpoint, config, device) if isinstance(checkpoint, str)
                else checkpoint)
+    if rescore is not None and rescore != refiner.test_cfg.get('rescore', 0):
+        if rescore and not (getattr(refiner.network, 'predict_errors', False)
+                            and getattr(refiner, 'quality_kind', None) == 'keypoint_similarity'):
+            raise ValueError('rescore needs a refiner that estimates keypoint similarities '
+                             "(predict_errors=True, quality_kind='keypoint_similarity')")
+        if not isinstance(checkpoint, str):  # leave the caller's refiner as it was
+            refiner = copy.deepcopy(refiner)
+        refiner.test_cfg['rescore'] = float(rescore)
     thr = refiner.test_cfg['score_thr'] if score_thr is None else score_thr
     if scores not in ('file', 'none'):
         raise ValueError(f"scores must be 'file' or 'none', got {scores!r}")
