@@ -11,7 +11,9 @@
     folds' instance scores share one scale. Each source is reported
     separately and pooled, and AP also per fold (each fold ranked alone).
 (b) Drop-in transfer: the shipped COCO-17 refiner (``--checkpoint``, trained
-    without any BlazePose prediction) refines every BlazePose prediction.
+    without any BlazePose prediction) refines every BlazePose prediction,
+    framed by the annotation boxes and, as a user without boxes would, by
+    the predicted keypoints' extent.
 
 Prints a table per part; writes ``<work-dir>/body_real.json``.
 
@@ -36,7 +38,7 @@ from mmport.models.instance_rescoring import calibrated_similarity, fit_similari
 
 from .body_data import BodySet, merge_sets
 from .body_refiner_setup import (RESCORE_WEIGHTS, blazepose_folds, blend_scores,
-                                 build_refiner, coco_metainfo, load_body_data,
+                                 build_refiner, coco_metainfo, keypoint_boxes, load_body_data,
                                  refine_persons, refine_with_rule)
 from .body_scoring import pose_scores, refinement_scores
 from .tensor_training import TrainingSettings, build_pool, train_refiner
@@ -186,10 +188,15 @@ def pooled_scores(sets: Dict[str, BodySet], folds, outputs: Dict[int, dict]) -> 
     return result
 
 
-def transfer_scores(sets: Dict[str, BodySet], checkpoint: str) -> dict:
-    """The shipped refiner, with its own threshold and gate, on every set."""
+def transfer_scores(sets: Dict[str, BodySet], checkpoint: str,
+                    keypoint_frames: bool = False) -> dict:
+    """The shipped refiner, with its own threshold and gate, on every set,
+    each person framed by its annotation box or (``keypoint_frames``) by
+    its predicted keypoints' extent."""
     refiner = load_refiner(checkpoint)
-    outputs = {name: refine_persons(refiner, body) for name, body in sets.items()}
+    outputs = {name: refine_persons(refiner, body,
+                                    keypoint_boxes(body) if keypoint_frames else None)
+               for name, body in sets.items()}
     result = scores_with_pooled(sets, outputs)
     result['score_thr'] = refiner.test_cfg['score_thr']
     result['gate_margin'] = refiner.test_cfg['gate_margin']
@@ -288,7 +295,13 @@ def main():
         result['transfer'] = tr
         print_table(f'(b) drop-in: {args.checkpoint} (trained without BlazePose predictions; '
                     f"threshold {tr['score_thr']}, gate margin {tr['gate_margin']}, rescoring "
-                    f"weight {tr['rescore']})", tr)
+                    f"weight {tr['rescore']}), persons framed by their annotation boxes", tr)
+        # a user without boxes: tools/refine_results.py frames by the keypoints
+        tr = transfer_scores(sets, args.checkpoint, keypoint_frames=True)
+        tr['checkpoint'] = args.checkpoint
+        result['transfer_keypoint_boxes'] = tr
+        print_table('(b) the same, persons framed by their predicted keypoints\' extent '
+                    '(no ground-truth box)', tr)
     else:
         print(f'(b) skipped: {args.checkpoint} does not exist')
     result['seconds'] = time.time() - start

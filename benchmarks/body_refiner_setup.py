@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from mmpose.registry import MODELS
 
+from mmport.apis.offline_refinement import keypoint_extent_boxes
 from mmport.datasets import grouped_folds
 from mmport.models.instance_rescoring import rescored_instance_scores
 from mmport.models.port_refiner import resolve_metainfo
@@ -56,32 +57,43 @@ def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_
     return MODELS.build(cfg), cfg
 
 
-def refine_persons(refiner, body: BodySet) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def keypoint_boxes(body: BodySet) -> np.ndarray:
+    """Each prediction's keypoint extent (N, 4) xyxy: the frame that
+    ``tools/refine_results.py`` gives a person without an annotation or a
+    detector box (NaN where there is no prediction)."""
+    return keypoint_extent_boxes(body.pred, body.pred_scores, -np.inf)
+
+
+def refine_persons(refiner, body: BodySet, boxes: Optional[np.ndarray] = None
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``body``'s predictions through the refiner's own test-time rule
-    (``PORTRefiner.refine_and_rescore``): refined keypoints (N, K, 2),
-    replaced mask (N, K) and instance scores (N,); persons without a
-    prediction stay zeros, unreplaced, with their score."""
+    (``PORTRefiner.refine_and_rescore``), framed by ``boxes`` (N, 4)
+    (default: the annotation boxes): refined keypoints (N, K, 2), replaced
+    mask (N, K) and instance scores (N,); persons without a prediction stay
+    zeros, unreplaced, with their score."""
+    boxes = body.bboxes if boxes is None else boxes
     has = body.has_pred
     refined = np.nan_to_num(body.pred).copy()
     replaced = np.zeros(body.visible.shape, bool)
     scores = body.pred_instance_scores.astype(np.float32).copy()
     out, rep, inst = refiner.refine_and_rescore(torch.from_numpy(refined[has]),
                                                 torch.from_numpy(body.pred_scores[has]),
-                                                torch.from_numpy(body.bboxes[has]),
+                                                torch.from_numpy(boxes[has]).float(),
                                                 torch.from_numpy(scores[has]))
     refined[has], replaced[has], scores[has] = out.numpy(), rep.numpy(), inst.numpy()
     return refined, replaced, scores
 
 
 def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float],
-                     rescore: float = 0.0, calibration: Optional[list] = None):
+                     rescore: float = 0.0, calibration: Optional[list] = None,
+                     boxes: Optional[np.ndarray] = None):
     """:func:`refine_persons` under one rule: the threshold, the gate
     margin (``None``: no gate, every candidate moves), the rescoring
     weight and its calibration, set into the refiner's ``test_cfg``."""
     refiner.test_cfg.update(score_thr=score_thr, gate=margin is not None,
                             gate_margin=0.0 if margin is None else margin, rescore=rescore,
                             rescore_calibration=calibration)
-    return refine_persons(refiner, body)
+    return refine_persons(refiner, body, boxes)
 
 
 def blend_scores(body: BodySet, expected_oks: np.ndarray, weight: float) -> np.ndarray:

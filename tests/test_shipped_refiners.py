@@ -66,10 +66,40 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     # COCO AP over all 307 with xtcocotools: BlazePose's own AP on this set
     assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
     assert report.coco_ap['instances'] == 307
-    # it moves almost nothing on a detector it has never seen; its rescored
-    # instance scores rank BlazePose's persons better than BlazePose's own
-    assert report.rescore > 0 and report.coco_ap['refined'] > report.coco_ap['init']
+    # it moves nothing on a detector it has never seen; its AP is not
+    # asserted here: the persons matched by no annotation are framed by
+    # their keypoints, not the frame it learned, and their rescored scores
+    # cost AP on this file (docs/benchmarks.md, drop-in)
+    assert report.rescore > 0 and not report.replaced.any()
+    assert report.errors['refined']['EPE'] == report.errors['init']['EPE']
     assert 15 < report.errors['init']['EPE'] < 35
+
+
+def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
+    refiner = load_refiner(BODY)
+    out = tmp_path / 'kept.json'
+    report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT, rescore=0)
+    assert report.rescore == 0 and refiner.test_cfg['rescore'] > 0  # the caller's is untouched
+    with gzip.open(COCO_PRED, 'rt') as f:
+        source = [r['score'] for r in json.load(f)]
+    assert [r['score'] for r in json.loads(out.read_text())] == pytest.approx(source, abs=0)
+    assert report.coco_ap['refined'] == report.coco_ap['init']  # nothing moved, same scores
+    with pytest.raises(ValueError, match=r'\[0, 1\]'):
+        refine_results_file(COCO_PRED, refiner, rescore=1.5)
+    hand = load_refiner(HAND)
+    with pytest.raises(ValueError, match='keypoint similarities'):
+        refine_results_file(PANOPTIC_PRED, hand, rescore=0.5)
+
+
+def test_rescored_instance_scores_raise_ap_on_real_lsp_predictions():
+    """All 1982 LSP persons match an annotation and are framed by its box:
+    the refiner's rescored instance scores rank BlazePose's persons better
+    than BlazePose's own (COCO AP with xtcocotools)."""
+    report = refine_results_file('data/body_real/lsp_blazepose.json.gz', BODY,
+                                 ann='data/body_real/lsp_gt.json.gz')
+    assert report.matched == 1982
+    assert report.coco_ap['init'] == pytest.approx(0.8077, abs=1e-4)
+    assert report.coco_ap['refined'] > report.coco_ap['init'] + 0.002
 
 
 def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
@@ -104,14 +134,18 @@ def test_chained_config_takes_the_shipped_refiner_and_its_rule():
 def test_gated_body_refiner_exports_with_its_gate(tmp_path):
     from mmport.deployment import compare_onnx_with_pytorch, export_onnx
     refiner = load_refiner(BODY)
-    # margin 0: on random poses the gate then lets some joints move and
-    # keeps others (the shipped margin keeps them all)
-    refiner.test_cfg['gate_margin'] = 0.0
     rng = np.random.default_rng(0)
-    _, replaced = refiner.refine(torch.tensor(rng.uniform(20, 180, (256, 17, 2)),
-                                              dtype=torch.float32),
-                                 torch.tensor(rng.uniform(0, 1, (256, 17)), dtype=torch.float32),
-                                 torch.tensor([[0., 0., 200., 200.]]).repeat(256, 1))
+    kpts = torch.tensor(rng.uniform(20, 180, (256, 17, 2)), dtype=torch.float32)
+    scores = torch.tensor(rng.uniform(0, 1, (256, 17)), dtype=torch.float32)
+    boxes = torch.tensor([[0., 0., 200., 200.]]).repeat(256, 1)
+    # a margin that 30% of the expected gains on these random poses exceed:
+    # the gate then lets some joints move and keeps others (the shipped
+    # margin keeps nearly all)
+    _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes,
+                                                 torch.ones(256, 17, dtype=torch.bool))
+    gain = quality[..., 1] - quality[..., 0]
+    refiner.test_cfg['gate_margin'] = float(torch.quantile(gain, 0.7))
+    _, replaced = refiner.refine(kpts, scores, boxes)
     assert 0.02 < replaced.float().mean() < 0.5
     path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
     max_diff, masks_equal = compare_onnx_with_pytorch(refiner, path, num_poses=256)
