@@ -75,8 +75,10 @@ def train_on(train_sets: List[BodySet], settings: TrainingSettings, seed: int):
     meta = _DATA['meta']
     pool = build_pool(train_sets + [_DATA['coco_val']], train_sets, meta,
                       synthetic_copies=_DATA['synthetic_copies'], seed=seed)
-    refiner, _ = build_refiner()
+    # seeded before the network's initialisation: a pool worker's random
+    # state otherwise depends on which folds it ran before
     torch.manual_seed(seed)
+    refiner, _ = build_refiner()
     secs = train_refiner(refiner, pool, settings, meta['flip_indices'])
     return refiner, secs
 
