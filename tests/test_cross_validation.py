@@ -98,3 +98,23 @@ def test_threshold_sweep_through_runners(tmp_path, capfd):
     assert (cv.sweep[0.2][1] == (scores < 0.2)).all()
     kept = ~cv.sweep[0.2][1]
     np.testing.assert_array_equal(cv.sweep[0.2][0][kept], init[kept])
+
+
+def test_body_rule_rank_puts_harmless_rules_first_then_the_worst_set():
+    from benchmarks.benchmark_body_real import held_out_rule_score
+
+    def rows(changes, epe=0.0):
+        out = {n: {'baseline': {'AP': 0.5, 'EPE': 10.0, 'EPE_norm': 0.1},
+                   'refined': {'AP': 0.5 + d, 'EPE': 10.0 + epe, 'EPE_norm': 0.1 + epe / 100}}
+               for n, d in changes.items()}
+        out['all'] = {'baseline': {'AP': 0.5}, 'refined': {'AP': 0.5 + sum(changes.values())}}
+        return out
+
+    big_pooled_gain = held_out_rule_score(rows({'lsp': -0.001, 'lspet': 0.02, 'coco': 0.01}))
+    even_gain = held_out_rule_score(rows({'lsp': 0.002, 'lspet': 0.003, 'coco': 0.002}))
+    small_even_gain = held_out_rule_score(rows({'lsp': 0.001, 'lspet': 0.01, 'coco': 0.01}))
+    worse_epe = held_out_rule_score(rows({'lsp': 0.01, 'lspet': 0.01, 'coco': 0.01}, epe=0.5))
+    assert not big_pooled_gain[0] and even_gain[0] and not worse_epe[0]
+    # among harmless rules the worst set's AP change decides, not the pooled one
+    assert even_gain > small_even_gain > big_pooled_gain
+    assert even_gain > worse_epe
