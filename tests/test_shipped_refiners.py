@@ -66,13 +66,19 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     # COCO AP over all 307 with xtcocotools: BlazePose's own AP on this set
     assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
     assert report.coco_ap['instances'] == 307
-    # it moves nothing on a detector it has never seen; its AP is not
-    # asserted here: the persons matched by no annotation are framed by
-    # their keypoints, not the frame it learned, and their rescored scores
-    # cost AP on this file (docs/benchmarks.md, drop-in)
-    assert report.rescore > 0 and not report.replaced.any()
+    # it moves nothing on a detector it has never seen, and the persons
+    # matched by no annotation have no person box: their keypoint frames are
+    # not what the rescoring learned, so every instance keeps its score
+    assert not report.replaced.any()
+    assert report.rescore == 0 and report.scores_kept_unboxed == 307 - report.matched
+    assert 'instance scores kept' in report.summary()
+    assert [r['score'] for r in refined] == [r['score'] for r in source]
+    assert report.coco_ap['refined'] == report.coco_ap['init']
     assert report.errors['refined']['EPE'] == report.errors['init']['EPE']
     assert 15 < report.errors['init']['EPE'] < 35
+    # no annotation at all: the same
+    bare = refine_results_file(COCO_PRED, BODY)
+    assert bare.rescore == 0 and bare.scores_kept_unboxed == 307
 
 
 def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
@@ -108,12 +114,15 @@ def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
     for weight in (1.0, 0.5):
         refiner.test_cfg['rescore'] = weight
         out = tmp_path / f'rescored_{weight}.json'
-        report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT)
+        # forced: some persons of this file have no person box
+        report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT,
+                                     rescore=weight)
         assert report.rescore == weight and 'rescored' in report.summary()
+        assert not report.scores_kept_unboxed
         scores[weight] = np.array([r['score'] for r in json.loads(out.read_text())])
     with gzip.open(COCO_PRED, 'rt') as f:
         source = np.array([r['score'] for r in json.load(f)])
-    # weight 1: the refiner's expected OKS of every person (all have boxes)
+    # weight 1: the refiner's expected OKS of every person (every frame is usable)
     assert ((scores[1.0] > 0) & (scores[1.0] < 1)).all()
     assert np.corrcoef(scores[1.0], source)[0, 1] < 0.99
     # weight 0.5: the geometric mean of the file's score and that estimate

@@ -120,18 +120,29 @@ def refiner_boxes(results: PoseResults, match: Optional[GroundTruthMatch], thr: 
     request.) Unusable boxes are not fixed here: such instances pass through
     the refiner unchanged.
     """
+    kinds = frame_kinds(results, match, source)
+    boxes = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, thr)
+    if (kinds == 'results').any():
+        boxes = results.bboxes.astype(np.float64).copy()
+    for n in np.flatnonzero(kinds == 'ann'):
+        x, y, w, h = match.annotations[match.ann_index[n]]['bbox']
+        boxes[n] = [x, y, x + w, y + h]
+    return boxes
+
+
+def frame_kinds(results: PoseResults, match: Optional[GroundTruthMatch],
+                source: str = 'auto') -> np.ndarray:
+    """Which box :func:`refiner_boxes` frames each instance by (N,):
+    ``'ann'``, ``'results'`` or ``'keypoints'``."""
     if source not in BBOX_SOURCES:
         raise ValueError(f'bbox source must be one of {BBOX_SOURCES}, got {source!r}')
-    boxes = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, thr)
+    kinds = np.full(len(results), 'keypoints', dtype=object)
     if source in ('results', 'auto') and results.bboxes is not None and (
             source == 'results' or results.format == 'mmpose_dump'):
-        boxes = results.bboxes.astype(np.float64).copy()
+        kinds[:] = 'results'
     if source in ('ann', 'auto') and match is not None:
-        for n, a in enumerate(match.ann_index):
-            if a >= 0:
-                x, y, w, h = match.annotations[a]['bbox']
-                boxes[n] = [x, y, x + w, y + h]
-    return boxes
+        kinds[match.ann_index >= 0] = 'ann'
+    return kinds
 
 
 def refine_arrays(refiner, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
@@ -252,6 +263,9 @@ class OfflineRefinementReport:
             ``'init'`` / ``'refined'`` -> :func:`mpii_pose_errors` entries.
         rescore (float): The weight of the refiner's expected OKS in the
             written instance scores (0: the file's scores are kept).
+        scores_kept_unboxed (int): Instances without a person box (framed
+            by their keypoints) because of which a rescoring refiner kept
+            every instance's score (0: not the case).
     """
     results_file: str
     out: Optional[str]
@@ -265,6 +279,7 @@ class OfflineRefinementReport:
     score_free: bool = False
     pckh: Dict[str, dict] = field(default_factory=dict)
     rescore: float = 0.0
+    scores_kept_unboxed: int = 0
 
     def summary(self) -> str:
         """The report as the lines ``tools/refine_results.py`` prints."""
@@ -279,6 +294,10 @@ class OfflineRefinementReport:
         if self.rescore:
             lines.append(f'instance scores rescored by the refiner (weight {self.rescore} of its '
                          'expected OKS)')
+        if self.scores_kept_unboxed:
+            lines.append(f'instance scores kept: {self.scores_kept_unboxed} of {n} instances '
+                         'have no person box (framed by their keypoints), where the refiner\'s '
+                         'expected OKS is not what it learned (--rescore W forces it)')
         if self.errors:
             lines.append(f'matched {self.matched} of {n} instances to ground truth')
             for name in ('EPE', 'EPE_replaced'):
@@ -328,10 +347,11 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
             refines every joint from positions alone, and the score values
             are written back as read.
         rescore (float, optional): Weight in [0, 1] of the refiner's
-            expected OKS in the instance scores; default: the refiner's
-            (``test_cfg.rescore``). 0 keeps the file's scores (the
-            estimate is learned in person-box frames: with keypoint boxes
-            it may rank worse than the detector's own scores).
+            expected OKS in the instance scores. Default: the refiner's
+            (``test_cfg.rescore``) where every instance has a person box
+            (a matched annotation's, or the results' own), else 0: the
+            estimate is learned in person-box frames, and scores rescored
+            and kept do not rank together. 0 keeps the file's scores.
 
     Returns:
         OfflineRefinementReport: The refined keypoints and what changed.
@@ -345,11 +365,21 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     poses = load_pose_results(results)
     refiner = (load_refiner(checkpoint, config, device) if isinstance(checkpoint, str)
                else checkpoint)
+    if rescore and not (getattr(refiner.network, 'predict_errors', False)
+                        and getattr(refiner, 'quality_kind', None) == 'keypoint_similarity'):
+        raise ValueError('rescore needs a refiner that estimates keypoint similarities '
+                         "(predict_errors=True, quality_kind='keypoint_similarity')")
+    coco = load_coco_annotations(ann) if ann else None
+    match = match_ground_truth(poses, coco) if coco else None
+    kinds = frame_kinds(poses, match, bbox_source)
+    unboxed = int((kinds == 'keypoints').sum())
+    if rescore is None and refiner.test_cfg.get('rescore', 0) and unboxed:
+        # the expected OKS is learned in person-box frames; and rescored and
+        # unrescored scores do not rank together, so all are kept
+        rescore = 0.0
+    else:
+        unboxed = 0  # rescored as asked, or nothing to rescore
     if rescore is not None and rescore != refiner.test_cfg.get('rescore', 0):
-        if rescore and not (getattr(refiner.network, 'predict_errors', False)
-                            and getattr(refiner, 'quality_kind', None) == 'keypoint_similarity'):
-            raise ValueError('rescore needs a refiner that estimates keypoint similarities '
-                             "(predict_errors=True, quality_kind='keypoint_similarity')")
         if not isinstance(checkpoint, str):  # leave the caller's refiner as it was
             refiner = copy.deepcopy(refiner)
         refiner.test_cfg['rescore'] = float(rescore)
@@ -370,8 +400,6 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         name = f'refiner {checkpoint}' if isinstance(checkpoint, str) else 'refiner'
         raise InputFileError(results, f'has {poses.keypoints.shape[1]} keypoints per '
                              f'instance, the {name} {refiner.num_keypoints}')
-    coco = load_coco_annotations(ann) if ann else None
-    match = match_ground_truth(poses, coco) if coco else None
     boxes = refiner_boxes(poses, match, -np.inf if score_free else thr, bbox_source)
     if len(poses):
         refined, replaced, instance_scores = refine_arrays(
@@ -391,7 +419,8 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     low = (joint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
     report = OfflineRefinementReport(results, out, thr, refined, replaced,
                                      int((low & ~replaced.any(1)).sum()), score_free=score_free,
-                                     rescore=float(refiner.test_cfg.get('rescore', 0)))
+                                     rescore=float(refiner.test_cfg.get('rescore', 0)),
+                                     scores_kept_unboxed=unboxed)
     if match is None or not (match.ann_index >= 0).any():
         return report
 
