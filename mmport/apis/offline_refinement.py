@@ -365,8 +365,7 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     poses = load_pose_results(results)
     refiner = (load_refiner(checkpoint, config, device) if isinstance(checkpoint, str)
                else checkpoint)
-    if rescore and not (getattr(refiner.network, 'predict_errors', False)
-                        and getattr(refiner, 'quality_kind', None) == 'keypoint_similarity'):
+    if rescore and not refiner.can_rescore:
         raise ValueError('rescore needs a refiner that estimates keypoint similarities '
                          "(predict_errors=True, quality_kind='keypoint_similarity')")
     coco = load_coco_annotations(ann) if ann else None

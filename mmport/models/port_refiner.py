@@ -134,8 +134,7 @@ class PORTRefiner(BaseModel):
                          **(test_cfg or {})}
         if self.test_cfg['gate'] and not getattr(self.network, 'predict_errors', False):
             raise ValueError('test_cfg.gate needs a network with predict_errors=True')
-        if self.test_cfg['rescore'] and not (getattr(self.network, 'predict_errors', False)
-                                             and quality_kind == 'keypoint_similarity'):
+        if self.test_cfg['rescore'] and not self.can_rescore:
             raise ValueError("test_cfg.rescore needs a network with predict_errors=True and "
                              "quality_kind='keypoint_similarity'")
         if self.test_cfg['rescore_calibration'] is not None:
@@ -167,6 +166,13 @@ class PORTRefiner(BaseModel):
             Tensor: (B, K, 2) reconstructed pixel coordinates.
         """
         return self.reconstruct_with_errors(keypoints, scores, bboxes, mask, check)[0]
+
+    @property
+    def can_rescore(self) -> bool:
+        """Whether the network estimates keypoint similarities, which
+        ``test_cfg.rescore`` turns into instance scores."""
+        return bool(getattr(self.network, 'predict_errors', False)
+                    and self.quality_kind == 'keypoint_similarity')
 
     def reconstruct_with_errors(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
                                 mask: Tensor, check: bool = True
