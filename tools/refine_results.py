@@ -47,7 +47,8 @@ def parse_args(argv=None):
                         'annotation, --dump box, extent)')
     parser.add_argument('--rescore', type=float,
                         help="weight in [0, 1] of the refiner's expected OKS in each instance's "
-                        "score (default: the refiner's); 0 keeps the file's scores")
+                        "score (default: the refiner's where every instance has a person box, "
+                        "else 0); 0 keeps the file's scores")
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 

@@ -52,6 +52,9 @@ def rescored_instance_scores(instance_scores: Tensor, expected_oks: Tensor, weig
     out = instance_scores.clamp_min(0) ** (1 - weight) * expected_oks ** weight
     return out if valid is None else torch.where(valid, out, instance_scores)
 
+
+# share of the calibrated range given to a linear ramp, which keeps the
+# map strictly increasing
 TIE_BREAK = 1e-3
 
 
