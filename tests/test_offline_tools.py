@@ -223,3 +223,17 @@ def test_openvino_refiner_matches_pytorch_on_real_predictions(tmp_path, hand_ckp
         OpenVINORefiner(str(tmp_path / 'broken.onnx'))
     with pytest.raises(InputFileError, match='does not exist'):
         OpenVINORefiner(str(tmp_path / 'missing.onnx'))
+
+
+def test_refine_results_tool_refuses_a_bad_rescore_in_one_line(tmp_path):
+    body = ('data/body_real/coco_blazepose.json.gz', '--checkpoint',
+            'checkpoints/port_coco17_refiner.pth', '--out', str(tmp_path / 'o.json'))
+    code, out = _run_tool('tools/refine_results.py', *body, '--rescore', '1.5')
+    assert code == 2 and 'argument --rescore: must be in [0, 1], got 1.5' in out
+    assert 'Traceback' not in out
+    code, out = _run_tool('tools/refine_results.py', 'data/body_real/coco_blazepose.json.gz',
+                          '--checkpoint', 'checkpoints/port_panoptic_hand21.pth',
+                          '--out', str(tmp_path / 'o.json'), '--rescore', '0.5')
+    assert code == 2 and 'Traceback' not in out
+    assert 'port_panoptic_hand21.pth: does not estimate keypoint similarities' in out
+    assert not (tmp_path / 'o.json').exists()

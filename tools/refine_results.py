@@ -30,6 +30,13 @@ from mmport.apis import BBOX_SOURCES, refine_results_file  # noqa: E402
 from mmport.utils import run_cli  # noqa: E402
 
 
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('results', help='results file (.json or .pkl)')
@@ -45,7 +52,7 @@ def parse_args(argv=None):
                         help='frame of each instance: matched annotation box, the results\' '
                         'own box, or the keypoints\' extent (auto: the first available of '
                         'annotation, --dump box, extent)')
-    parser.add_argument('--rescore', type=float,
+    parser.add_argument('--rescore', type=unit_interval,
                         help="weight in [0, 1] of the refiner's expected OKS in each instance's "
                         "score (default: the refiner's where every instance has a person box, "
                         "else 0); 0 keeps the file's scores")

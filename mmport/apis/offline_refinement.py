@@ -366,8 +366,10 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     refiner = (load_refiner(checkpoint, config, device) if isinstance(checkpoint, str)
                else checkpoint)
     if rescore and not refiner.can_rescore:
-        raise ValueError('rescore needs a refiner that estimates keypoint similarities '
-                         "(predict_errors=True, quality_kind='keypoint_similarity')")
+        name = checkpoint if isinstance(checkpoint, str) else 'the refiner'
+        raise InputFileError(name, 'does not estimate keypoint similarities '
+                             "(predict_errors=True, quality_kind='keypoint_similarity'), "
+                             'so it cannot rescore')
     coco = load_coco_annotations(ann) if ann else None
     match = match_ground_truth(poses, coco) if coco else None
     kinds = frame_kinds(poses, match, bbox_source)
