@@ -273,6 +273,9 @@ def scores(data: MPIIData, idx: np.ndarray, init: np.ndarray, refined: dict) -> 
 
 
 def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
+    # the initial weights come from the seed, not from whatever the process
+    # drew before: a run that skips a part reproduces the other's numbers
+    torch.manual_seed(seed)
     model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind))
     sampler = ScoreFreeSampler(data.train, real, model.metainfo['flip_indices'], donors,
                                SamplerConfig(real_prob=0.3 if real is not None else 0.0))
