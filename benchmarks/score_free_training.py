@@ -48,9 +48,29 @@ class PoseSource:
     labelled: np.ndarray
     pred: Optional[np.ndarray] = None
 
-    def error_vectors(self) -> np.ndarray:
-        """Prediction errors (N, K, 2) in box sizes, NaN where unlabelled."""
-        return np.where(self.labelled[..., None], self.pred - self.gt, np.nan)
+    def error_vectors(self, centred: bool = False) -> np.ndarray:
+        """Prediction errors (N, K, 2) in box sizes, NaN where unlabelled;
+        ``centred`` removes their :func:`common_offset`."""
+        err = np.where(self.labelled[..., None], self.pred - self.gt, np.nan)
+        return err - common_offset(err) if centred else err
+
+
+def common_offset(errors: np.ndarray) -> np.ndarray:
+    """The offset (2,) a method adds to every joint of every pose: the
+    median of its error vectors (N, K, 2) over all known (finite) joints,
+    per axis.
+
+    Such an offset is a coordinate convention (e.g. a half-pixel shift of a
+    heatmap decoder), not an error of the pose's shape: the pose alone does
+    not show it, so a refiner that learns one method's offset applies it to
+    every input, and moves the joints of a method without that offset away
+    from the truth. Donors for refiners that must serve unseen methods are
+    centred on it.
+    """
+    known = np.isfinite(errors).all(-1)
+    if not known.any():
+        return np.zeros(2)
+    return np.median(errors[known], 0)
 
 
 @dataclass
@@ -68,6 +88,16 @@ class SamplerConfig:
         miss_range (tuple[float, float]): Its distance range, box sizes.
         swap_prob (float): Per-joint probability that a synthetic joint
             lands on its left/right partner.
+        outlier_prob (float): Per-joint probability, on every sample
+            (transplanted ones too), of a far outlier: the input lies
+            ``outlier_range`` box sizes from the box centre in a random
+            direction, like a joint a results file sets to the image origin
+            where the method gave none, or one a method places off the body.
+            A refiner for models it has not seen must not let such a joint
+            pull its neighbours. 0 draws nothing (the stream of the other
+            draws is unchanged).
+        outlier_range (tuple[float, float]): Distance range of an outlier
+            from the box centre, box sizes.
         flip_prob (float): Probability of a left/right flip.
         rotate (float): Std of the rotation, degrees (clipped at 2 std).
         scale (tuple[float, float]): Scale range.
@@ -79,6 +109,8 @@ class SamplerConfig:
     miss_prob: float = 0.04
     miss_range: Sequence[float] = (0.05, 0.4)
     swap_prob: float = 0.02
+    outlier_prob: float = 0.0
+    outlier_range: Sequence[float] = (0.6, 2.5)
     flip_prob: float = 0.5
     rotate: float = 15.0
     scale: Sequence[float] = (0.8, 1.2)
@@ -130,6 +162,12 @@ class ScoreFreeSampler:
             inp = np.where(known[..., None], gt + np.nan_to_num(err), inp)
         # joints without ground truth: somewhere in the box (ignored by the loss)
         inp = np.where(lab[..., None], inp, rng.uniform(-0.5, 0.5, gt.shape))
+        if c.outlier_prob > 0:
+            far = rng.random((n, k)) < c.outlier_prob
+            angle = rng.uniform(0, 2 * np.pi, (n, k))
+            dist = rng.uniform(*c.outlier_range, (n, k))
+            inp = np.where(far[..., None],
+                           np.stack([np.cos(angle), np.sin(angle)], -1) * dist[..., None], inp)
         gt = np.where(lab[..., None], gt, 0.0)
         return inp, gt, lab
 

@@ -66,3 +66,37 @@ def test_short_training_lowers_the_loss(seed):
     model = build_refiner(refiner_config(embed_dim=16, num_heads=1))
     last = train_score_free(model, sampler, iters=150, batch_size=64, seed=seed)['loss']
     assert last < 0.5 * first
+
+
+def test_far_outliers_lie_in_their_range_and_spare_the_other_joints():
+    gt, lab = poses(64)
+    cfg = SamplerConfig(real_prob=0.0, jitter=(0.001, 0.001), miss_prob=0.0, swap_prob=0.0,
+                        outlier_prob=0.25, outlier_range=(0.6, 2.5), **NO_AUGMENT)
+    sampler = ScoreFreeSampler(PoseSource(gt, lab), None, FLIP, None, cfg)
+    inp, target, _ = sampler.sample(np.random.default_rng(3), 512)
+    far = (inp - target).norm(dim=-1) > 0.05
+    dist = inp.norm(dim=-1)[far]  # from the box centre, the frame's origin
+    assert 0.2 < far.float().mean() < 0.3
+    assert dist.min() >= 0.6 - 1e-6 and dist.max() <= 2.5 + 1e-6
+    # the other joints keep their jitter of std 0.001
+    assert (inp - target)[~far].abs().max() < 0.01
+
+
+def test_common_offset_is_the_median_error_and_centring_removes_it():
+    from benchmarks.score_free_training import common_offset
+    rng = np.random.default_rng(0)
+    gt, lab = poses(200)
+    lab[:5, 0] = False  # unlabelled: NaN error, ignored
+    pred = gt + [0.03, -0.04] + rng.normal(0, 0.005, gt.shape)
+    pred[:20, 3] += 0.8  # gross errors move a mean, not the median
+    src = PoseSource(gt, lab, pred)
+    err = src.error_vectors()
+    assert np.isnan(err[:5, 0]).all()
+    np.testing.assert_allclose(common_offset(err), [0.03, -0.04], atol=1e-3)
+    centred = src.error_vectors(centred=True)
+    np.testing.assert_allclose(np.nanmedian(centred.reshape(-1, 2), 0), 0, atol=1e-9)
+    known = np.isfinite(err)
+    np.testing.assert_allclose((centred - err)[known],
+                               np.broadcast_to(-common_offset(err), err.shape)[known])
+    assert np.isnan(centred[~known]).all()
+    np.testing.assert_array_equal(common_offset(np.full((2, 16, 2), np.nan)), [0, 0])
