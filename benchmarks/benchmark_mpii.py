@@ -5,7 +5,7 @@ hourglass with 1 and with 8 stacks), on the bundled ``data/mpii``.
 The refiner reads positions only (every joint doubtful, no scores) and is
 trained keypoints-only (``benchmarks/score_free_training.py``) on the MPII
 training persons' ground truth with real error vectors transplanted onto it,
-synthetic errors, and real predictions.
+synthetic errors, far outliers (``OUTLIER_PROB``), and real predictions.
 
 * Cross-validated run: 5 folds over the 2958 validation persons, grouped by
   image. For each fold one refiner is trained on the training ground truth,
@@ -15,7 +15,10 @@ synthetic errors, and real predictions.
 * Held-out-model run: for each model, a refiner trained on the training
   ground truth with transplanted error vectors of the other two models only
   (no validation position enters training) refines that model's
-  predictions of all validation persons.
+  predictions of all validation persons. Each training model's error
+  vectors are centred on its common offset
+  (:func:`benchmarks.score_free_training.common_offset`): an unseen model's
+  offset is not theirs, and the pose alone does not show it.
 
 The do-no-harm gate's margins, one per joint class, are chosen on training
 data only (:func:`mmport.models.do_no_harm.choose_gate_margins`, best
@@ -28,9 +31,12 @@ scored, leaving one training model out: with training models A and B, an
 inner refiner trained on A's error vectors of four fifths of the persons
 (grouped by image) is validated on B's predictions of the other fifth, one
 trained on B's on A's, and a finite margin must help in both (the worse of
-the two decides); the held-out model's predictions enter no choice. With
-``--margin-z Z`` a finite margin must also beat leaving the joint class
-where it is by Z standard errors (images as clusters), in both runs.
+the two decides); the held-out model's predictions enter no choice, and a
+finite margin must also beat leaving the joint class where it is by
+``--held-out-margin-z`` standard errors (default 2, images as clusters;
+``--margin-z`` for the cross-validated run, default 0). In both runs a joint
+class that stays gets ``--stay-margin`` (default ``STAY_MARGIN``) where that
+costs nothing on the inner validation, else inf.
 
 Instances are framed by the annotation boxes (the labelled joints' extent
 enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
@@ -39,7 +45,8 @@ ground truth at test time).
 Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
-        [--margin-z 0] [--skip-cross-validated] [--skip-held-out-model]
+        [--margin-z 0] [--held-out-margin-z 2] [--stay-margin 0.5] [--outlier-prob 0.05]
+        [--skip-cross-validated] [--skip-held-out-model]
 """
 import argparse
 import copy
@@ -66,6 +73,13 @@ MODELS = ('tompson', 'hg_s1', 'hg_s8')
 MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
                'hg_s8': 'hourglass 8 stacks'}
 METAINFO = dict(from_file='configs/_base_/datasets/mpii.py')
+# far outliers in the training inputs (SamplerConfig.outlier_prob): a results
+# file's placeholder for a joint the method gave none, a joint off the body
+OUTLIER_PROB = 0.05
+# the gate margin of the joint classes the inner validation keeps where they
+# are: in keypoint-similarity units, a joint moves only where the network
+# expects its reconstruction to score half a similarity above its input
+STAY_MARGIN = 0.5
 
 
 def refiner_config(embed_dim: int = 64, num_heads: int = 2,
@@ -106,8 +120,18 @@ def parse_args(argv=None):
                         help='instance frames: annotation boxes, or boxes made from each '
                         "model's predictions alone")
     parser.add_argument('--margin-z', type=float, default=0.0,
-                        help='standard errors by which a joint class\'s gain on the inner '
-                        'validation must exceed 0 for it to move (images as clusters)')
+                        help='cross-validated run: standard errors by which a joint class\'s '
+                        'gain on the inner validation must exceed 0 for it to move (images '
+                        'as clusters)')
+    parser.add_argument('--held-out-margin-z', type=float, default=2.0,
+                        help='the same for the held-out-model run, whose validations are '
+                        'other models than the one it refines')
+    parser.add_argument('--stay-margin', type=float, default=STAY_MARGIN,
+                        help='gate margin of the joint classes that the inner validation '
+                        'keeps where they are (choose_gate_margins\' stay_margin)')
+    parser.add_argument('--outlier-prob', type=float, default=OUTLIER_PROB,
+                        help='per-joint probability of a far outlier in the training inputs '
+                        '(SamplerConfig.outlier_prob)')
     parser.add_argument('--skip-cross-validated', action='store_true')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
@@ -243,10 +267,11 @@ def mpii_margin_inputs(model, data: 'MPIIData', idx: np.ndarray, models) -> tupl
 
 
 def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models,
-                        z: float = 0.0) -> list:
+                        z: float = 0.0, stay_margin: float = STAY_MARGIN) -> list:
     """Gate margins chosen on persons ``idx`` predicted by ``models``
     (pooled), with confidence bound ``z`` (images as clusters)."""
     return choose_gate_margins(*mpii_margin_inputs(model, data, idx, models), z=z,
+                               stay_margin=stay_margin,
                                clusters=torch.from_numpy(np.tile(data.image_id[idx],
                                                                  len(models))))
 
@@ -278,7 +303,8 @@ def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
     torch.manual_seed(seed)
     model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind))
     sampler = ScoreFreeSampler(data.train, real, model.metainfo['flip_indices'], donors,
-                               SamplerConfig(real_prob=0.3 if real is not None else 0.0))
+                               SamplerConfig(real_prob=0.3 if real is not None else 0.0,
+                                             outlier_prob=args.outlier_prob))
     info = train_score_free(model, sampler, args.iters, args.batch_size, seed=seed, log=log)
     return model, info
 
@@ -299,7 +325,8 @@ def cross_validated_run(data: MPIIData, args, log) -> dict:
         inner, info = train(data, args, data.real(inner_idx, MODELS), None,
                             args.seed * 100 + 10 + f, log)
         seconds += info['seconds']
-        margins[f] = {m: choose_mpii_margins(inner, data, val_idx, [m], args.margin_z)
+        margins[f] = {m: choose_mpii_margins(inner, data, val_idx, [m], args.margin_z,
+                                             args.stay_margin)
                       for m in MODELS}
         log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
             f'{m} {format_margins(x)}' for m, x in margins[f].items()))
@@ -331,7 +358,8 @@ def held_out_model_run(data: MPIIData, args, log) -> dict:
     # the inner persons (each serves the two held-out runs it trains for)
     inner = {}
     for a in MODELS:
-        inner[a], info = train(data, args, None, data.real(inner_idx, [a]).error_vectors(),
+        inner[a], info = train(data, args, None,
+                               data.real(inner_idx, [a]).error_vectors(centred=True),
                                args.seed * 100 + 60, log)
         seconds += info['seconds']
     for m in MODELS:
@@ -348,10 +376,12 @@ def held_out_model_run(data: MPIIData, args, log) -> dict:
         domains = torch.cat([torch.full((len(p[0]),), i) for i, p in enumerate(parts)])
         clusters = torch.from_numpy(np.tile(data.image_id[val_idx], len(pairs)))
         margins = choose_gate_margins(*(torch.cat(x) for x in zip(*parts)), domains=domains,
-                                      z=args.margin_z, clusters=clusters)
+                                      z=args.held_out_margin_z, clusters=clusters,
+                                      stay_margin=args.stay_margin)
         log(f'held-out {m}: margins chosen leaving one of {others} out: '
             f'{format_margins(margins)}')
-        donors = data.real(allidx, others).error_vectors()
+        donors = np.concatenate([data.real(allidx, [o]).error_vectors(centred=True)
+                                 for o in others])
         model, info = train(data, args, None, donors, args.seed * 100 + 50, log)
         seconds += info['seconds']
         log(f'held-out {m}: trained on the errors of {others} in {info["seconds"]:.0f} s')
@@ -418,7 +448,8 @@ def main(argv=None):
     if not args.skip_held_out_model:
         result['held_out_model'] = held_out_model_run(data, args, log)
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
-                  margin_z=args.margin_z,
+                  margin_z=args.margin_z, held_out_margin_z=args.held_out_margin_z,
+                  outlier_prob=args.outlier_prob, stay_margin=margins_json([args.stay_margin])[0],
                   refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind),
                   seconds=time.perf_counter() - start)
     out_json = osp.join(args.work_dir, 'mpii.json')
