@@ -38,6 +38,10 @@ finite margin must also beat leaving the joint class where it is by
 class that stays gets ``--stay-margin`` (default ``STAY_MARGIN``) where that
 costs nothing on the inner validation, else inf.
 
+Every refiner, inner or final, runs with flip test (``FLIP_TEST``;
+``--no-flip-test`` turns it off): the margins are chosen on the
+reconstructions and estimates that the refinement then uses.
+
 Instances are framed by the annotation boxes (the labelled joints' extent
 enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
 with ``--frame pred`` by boxes made from each model's predictions alone (no
@@ -46,7 +50,7 @@ Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
         [--margin-z 0] [--held-out-margin-z 2] [--stay-margin 0.5] [--outlier-prob 0.05]
-        [--skip-cross-validated] [--skip-held-out-model]
+        [--[no-]flip-test] [--skip-cross-validated] [--skip-held-out-model]
 """
 import argparse
 import copy
@@ -80,14 +84,21 @@ OUTLIER_PROB = 0.05
 # are: in keypoint-similarity units, a joint moves only where the network
 # expects its reconstruction to score half a similarity above its input
 STAY_MARGIN = 0.5
+# flip test (test_cfg.flip_test): each pose and its mirror image, averaged,
+# in the margin choice and in the refinement; training flips at random, so
+# the network should read both the same, and where it does not (one side's
+# joint moving where its mirror would not) the average is less sure of itself
+FLIP_TEST = True
 
 
 def refiner_config(embed_dim: int = 64, num_heads: int = 2,
-                   quality_kind: str = 'keypoint_similarity') -> dict:
+                   quality_kind: str = 'keypoint_similarity', flip_test: bool = False) -> dict:
     """The score-free refiner: positions only, every joint a hinted
     candidate (hint mode keeps each doubtful position visible). The gate
     compares estimated keypoint similarities by default (``quality_kind``;
-    PCKh, like OKS, rewards only joints brought within a tolerance)."""
+    PCKh, like OKS, rewards only joints brought within a tolerance).
+    ``flip_test`` averages the reconstructions and error estimates of each
+    pose and its mirror image (``test_cfg.flip_test``)."""
     return dict(
         type='PORTRefiner',
         metainfo=METAINFO,
@@ -100,7 +111,7 @@ def refiner_config(embed_dim: int = 64, num_heads: int = 2,
         # and a candidate; the do-no-harm gate moves those whose estimated
         # error the reconstruction lowers
         test_cfg=dict(score_thr=1.0, blend='replace', min_confident=0, gate=True,
-                      gate_margin=0.0))
+                      gate_margin=0.0, flip_test=flip_test))
 
 
 def build_refiner(cfg: dict):
@@ -132,6 +143,9 @@ def parse_args(argv=None):
     parser.add_argument('--outlier-prob', type=float, default=OUTLIER_PROB,
                         help='per-joint probability of a far outlier in the training inputs '
                         '(SamplerConfig.outlier_prob)')
+    parser.add_argument('--flip-test', action=argparse.BooleanOptionalAction,
+                        default=FLIP_TEST, help="test_cfg.flip_test of the refiners (the "
+                        'margin choice and the refinement)')
     parser.add_argument('--skip-cross-validated', action='store_true')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
@@ -301,7 +315,8 @@ def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
     # the initial weights come from the seed, not from whatever the process
     # drew before: a run that skips a part reproduces the other's numbers
     torch.manual_seed(seed)
-    model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind))
+    model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
+                                         args.flip_test))
     sampler = ScoreFreeSampler(data.train, real, model.metainfo['flip_indices'], donors,
                                SamplerConfig(real_prob=0.3 if real is not None else 0.0,
                                              outlier_prob=args.outlier_prob))
@@ -450,7 +465,8 @@ def main(argv=None):
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
                   margin_z=args.margin_z, held_out_margin_z=args.held_out_margin_z,
                   outlier_prob=args.outlier_prob, stay_margin=margins_json([args.stay_margin])[0],
-                  refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind),
+                  refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
+                                         args.flip_test),
                   seconds=time.perf_counter() - start)
     out_json = osp.join(args.work_dir, 'mpii.json')
     with open(out_json, 'w') as f:

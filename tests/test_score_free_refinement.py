@@ -105,6 +105,43 @@ def test_scores_none_needs_a_score_free_refiner(mpii_files, tmp_path):
     assert rc != 0 and 'reads confidences' in log and 'use_scores=False' in log
 
 
+def test_flip_test_gate_is_mirror_equivariant(score_free_ckpt):
+    """With flip test the score-free rule, the gate's decisions included
+    (its error estimates are averaged with the mirror image's, joints
+    swapped), refines a mirrored MPII pose into the mirrored refinement:
+    on real hourglass predictions, the same joints move, mirrored."""
+    from benchmarks.benchmark_mpii import build_refiner, refiner_config
+    d = np.load(f'{REPO}/{MPII}')
+    model = build_refiner(refiner_config(embed_dim=16, num_heads=1, flip_test=True))
+    model.load_state_dict(torch.load(score_free_ckpt, weights_only=False)['state_dict'])
+    idx = model.flip_indices
+    assert idx[:6] == [5, 4, 3, 2, 1, 0]  # MPII's ankle ... hip, right <-> left
+    n = 64
+    pred = torch.as_tensor(d['pred_hg_s1'][:n], dtype=torch.float32)
+    boxes = torch.as_tensor(d['val_bbox'][:n], dtype=torch.float32)
+    centre_x = (boxes[:, 0] + boxes[:, 2])[:, None] / 2
+
+    def mirror(p):
+        return torch.stack([2 * centre_x - p[..., 0], p[..., 1]], -1)[:, idx]
+
+    zeros = torch.zeros(n, 16)
+    # a margin in the widest gap between expected gains of the middle half,
+    # so that the gate decides both ways whatever the few training
+    # iterations made of the network, and no gain lies within rounding of it
+    _, quality = model.reconstruct_with_errors(pred, zeros, boxes,
+                                               torch.ones(n, 16, dtype=torch.bool))
+    gains = (quality[..., 1] - quality[..., 0]).flatten().sort().values
+    middle = gains[len(gains) // 4:3 * len(gains) // 4]
+    gap = (middle[1:] - middle[:-1]).argmax()
+    assert middle[gap + 1] - middle[gap] > 1e-4
+    model.test_cfg['gate_margin'] = ((middle[gap] + middle[gap + 1]) / 2).item()
+    out, moved = model.refine(pred, zeros, boxes)
+    out_m, moved_m = model.refine(mirror(pred), zeros, boxes)
+    assert moved.any() and not moved.all()  # the gate decided both ways
+    assert torch.equal(moved_m, moved[:, idx])
+    torch.testing.assert_close(out_m, mirror(out), atol=1e-2, rtol=0)
+
+
 @pytest.mark.parametrize('model', ['tompson', 'hg_s1', 'hg_s8'])
 def test_shipped_mpii_refiner_does_not_lower_pckh(model):
     """checkpoints/port_mpii16_scorefree.pth on each model's real MPII
