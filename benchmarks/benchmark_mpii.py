@@ -38,9 +38,11 @@ finite margin must also beat leaving the joint class where it is by
 class that stays gets ``--stay-margin`` (default ``STAY_MARGIN``) where that
 costs nothing on the inner validation, else inf.
 
-Every refiner, inner or final, runs with flip test (``FLIP_TEST``;
-``--no-flip-test`` turns it off): the margins are chosen on the
-reconstructions and estimates that the refinement then uses.
+The refiners of a run are independent of each other and train side by side
+(``--workers`` processes, default one per core; each seeds itself, so the
+numbers do not depend on it). Every refiner, inner or final, runs with flip
+test (``FLIP_TEST``; ``--no-flip-test`` turns it off): the margins are
+chosen on the reconstructions and estimates that the refinement then uses.
 
 Instances are framed by the annotation boxes (the labelled joints' extent
 enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
@@ -50,10 +52,9 @@ Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
         [--margin-z 0] [--held-out-margin-z 2] [--stay-margin 0.5] [--outlier-prob 0.05]
-        [--[no-]flip-test] [--skip-cross-validated] [--skip-held-out-model]
+        [--[no-]flip-test] [--workers N] [--skip-cross-validated] [--skip-held-out-model]
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -64,9 +65,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.parallel_training import (TrainingJob, default_workers,  # noqa: E402
+                                          train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
-                                            ScoreFreeSampler, add_training_arguments,
-                                            to_box_frame, train_score_free)
+                                            add_training_arguments, build_refiner,
+                                            to_box_frame)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.datasets.grouped_folds import grouped_folds  # noqa: E402
 from mmport.evaluation import mpii_pose_errors  # noqa: E402
@@ -114,13 +117,6 @@ def refiner_config(embed_dim: int = 64, num_heads: int = 2,
                       gate_margin=0.0, flip_test=flip_test))
 
 
-def build_refiner(cfg: dict):
-    from mmengine.registry import init_default_scope
-    from mmpose.registry import MODELS as REGISTRY
-    init_default_scope('mmpose')
-    return REGISTRY.build(copy.deepcopy(cfg))
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', default='data/mpii/mpii_val_preds.npz')
@@ -146,6 +142,9 @@ def parse_args(argv=None):
     parser.add_argument('--flip-test', action=argparse.BooleanOptionalAction,
                         default=FLIP_TEST, help="test_cfg.flip_test of the refiners (the "
                         'margin choice and the refinement)')
+    parser.add_argument('--workers', type=int, default=default_workers(),
+                        help='refiners trained side by side, one process each (default: '
+                        'the cores this process may use; the results do not depend on it)')
     parser.add_argument('--skip-cross-validated', action='store_true')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
@@ -311,44 +310,45 @@ def scores(data: MPIIData, idx: np.ndarray, init: np.ndarray, refined: dict) -> 
     return out
 
 
-def train(data: MPIIData, args, real, donors, seed: int, log) -> tuple:
-    # the initial weights come from the seed, not from whatever the process
-    # drew before: a run that skips a part reproduces the other's numbers
-    torch.manual_seed(seed)
-    model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
-                                         args.flip_test))
-    sampler = ScoreFreeSampler(data.train, real, model.metainfo['flip_indices'], donors,
-                               SamplerConfig(real_prob=0.3 if real is not None else 0.0,
-                                             outlier_prob=args.outlier_prob))
-    info = train_score_free(model, sampler, args.iters, args.batch_size, seed=seed, log=log)
-    return model, info
+def training_job(label: str, data: MPIIData, args, real, donors, seed: int) -> TrainingJob:
+    """A refiner trained on the training ground truth with real predictions
+    ``real`` and/or transplanted error vectors ``donors``. Its initial
+    weights come from ``seed``: a run that skips a part reproduces the
+    other's numbers, whatever the number of workers."""
+    return TrainingJob(label, refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
+                                             args.flip_test),
+                       data.train, real, donors, seed, args.iters, args.batch_size,
+                       SamplerConfig(real_prob=0.3 if real is not None else 0.0,
+                                     outlier_prob=args.outlier_prob))
 
 
-def cross_validated_run(data: MPIIData, args, log) -> dict:
+def cross_validated_run(data: MPIIData, args, log, log_origin: float) -> dict:
     if args.num_folds < 3:
         raise ValueError('the cross-validated run needs 3 folds or more (one to score, '
                          'one for the inner validation)')
     folds = grouped_folds([str(i) for i in data.image_id], args.num_folds, args.seed)
     refined = {m: {g: data.pred[m].copy() for g in GATES} for m in MODELS}
-    seconds, margins = 0.0, {}
+    jobs = []
     for f in range(args.num_folds):
-        train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         # inner validation: the next fold, held out of the fold's training data
         v = (f + 1) % args.num_folds
-        inner_idx, val_idx = np.flatnonzero((folds != f) & (folds != v)), np.flatnonzero(
-            folds == v)
-        inner, info = train(data, args, data.real(inner_idx, MODELS), None,
-                            args.seed * 100 + 10 + f, log)
-        seconds += info['seconds']
-        margins[f] = {m: choose_mpii_margins(inner, data, val_idx, [m], args.margin_z,
-                                             args.stay_margin)
+        inner_idx = np.flatnonzero((folds != f) & (folds != v))
+        jobs += [training_job(f'fold {f} inner', data, args, data.real(inner_idx, MODELS), None,
+                              args.seed * 100 + 10 + f),
+                 training_job(f'fold {f}', data, args,
+                              data.real(np.flatnonzero(folds != f), MODELS), None,
+                              args.seed * 100 + f)]
+    trained = train_refiners(jobs, args.workers, log, log_origin)
+    seconds, margins = sum(info['seconds'] for _, info in trained), {}
+    for f in range(args.num_folds):
+        test_idx = np.flatnonzero(folds == f)
+        v = (f + 1) % args.num_folds
+        (inner, _), (model, _) = trained[2 * f:2 * f + 2]
+        margins[f] = {m: choose_mpii_margins(inner, data, np.flatnonzero(folds == v), [m],
+                                             args.margin_z, args.stay_margin)
                       for m in MODELS}
         log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
             f'{m} {format_margins(x)}' for m, x in margins[f].items()))
-        model, info = train(data, args, data.real(train_idx, MODELS), None,
-                            args.seed * 100 + f, log)
-        seconds += info['seconds']
-        log(f'fold {f}: trained in {info["seconds"]:.0f} s (loss {info["loss"]:.4f})')
         for m in MODELS:
             model.test_cfg['gate_margin'] = margins[f][m]
             out = refine(model, data.pred[m][test_idx], data.bbox[m][test_idx])
@@ -362,22 +362,28 @@ def cross_validated_run(data: MPIIData, args, log) -> dict:
     return out
 
 
-def held_out_model_run(data: MPIIData, args, log) -> dict:
-    out, seconds = {}, 0.0
+def held_out_model_run(data: MPIIData, args, log, log_origin: float) -> dict:
+    out = {}
     allidx = np.arange(len(data.gt))
     # inner validation: a fifth of the persons (grouped by image), whose
     # error vectors the inner refiners do not see
     inner_folds = grouped_folds([str(i) for i in data.image_id], 5, args.seed)
     inner_idx, val_idx = np.flatnonzero(inner_folds != 0), np.flatnonzero(inner_folds == 0)
     # one inner refiner per model, trained on that model's error vectors of
-    # the inner persons (each serves the two held-out runs it trains for)
-    inner = {}
-    for a in MODELS:
-        inner[a], info = train(data, args, None,
-                               data.real(inner_idx, [a]).error_vectors(centred=True),
-                               args.seed * 100 + 60, log)
-        seconds += info['seconds']
+    # the inner persons (each serves the two held-out runs it trains for),
+    # and one final refiner per held-out model, on the other two models'
+    jobs = [training_job(f'inner {a}', data, args, None,
+                         data.real(inner_idx, [a]).error_vectors(centred=True),
+                         args.seed * 100 + 60) for a in MODELS]
     for m in MODELS:
+        donors = np.concatenate([data.real(allidx, [o]).error_vectors(centred=True)
+                                 for o in MODELS if o != m])
+        jobs.append(training_job(f'held-out {m}', data, args, None, donors,
+                                 args.seed * 100 + 50))
+    trained = train_refiners(jobs, args.workers, log, log_origin)
+    seconds = sum(info['seconds'] for _, info in trained)
+    inner = {a: model for a, (model, _) in zip(MODELS, trained)}
+    for m, (model, _) in zip(MODELS, trained[len(MODELS):]):
         others = [o for o in MODELS if o != m]
         # the margins are chosen as the held-out run is scored: leave one
         # training model out, i.e. a refiner trained on A's errors is
@@ -395,11 +401,6 @@ def held_out_model_run(data: MPIIData, args, log) -> dict:
                                       stay_margin=args.stay_margin)
         log(f'held-out {m}: margins chosen leaving one of {others} out: '
             f'{format_margins(margins)}')
-        donors = np.concatenate([data.real(allidx, [o]).error_vectors(centred=True)
-                                 for o in others])
-        model, info = train(data, args, None, donors, args.seed * 100 + 50, log)
-        seconds += info['seconds']
-        log(f'held-out {m}: trained on the errors of {others} in {info["seconds"]:.0f} s')
         model.test_cfg['gate_margin'] = margins
         out[m] = scores(data, allidx, data.pred[m],
                         refine(model, data.pred[m], data.bbox[m]))
@@ -451,23 +452,23 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(args.work_dir, exist_ok=True)
-    start = time.perf_counter()
+    start = time.time()
 
     def log(msg):
-        print(f'[{time.perf_counter() - start:6.0f} s] {msg}', flush=True)
+        print(f'[{time.time() - start:6.0f} s] {msg}', flush=True)
 
     data = MPIIData(args.data, args.frame)
     result = {}
     if not args.skip_cross_validated:
-        result['cross_validated'] = cross_validated_run(data, args, log)
+        result['cross_validated'] = cross_validated_run(data, args, log, start)
     if not args.skip_held_out_model:
-        result['held_out_model'] = held_out_model_run(data, args, log)
+        result['held_out_model'] = held_out_model_run(data, args, log, start)
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
                   margin_z=args.margin_z, held_out_margin_z=args.held_out_margin_z,
                   outlier_prob=args.outlier_prob, stay_margin=margins_json([args.stay_margin])[0],
                   refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
                                          args.flip_test),
-                  seconds=time.perf_counter() - start)
+                  seconds=time.time() - start)
     out_json = osp.join(args.work_dir, 'mpii.json')
     with open(out_json, 'w') as f:
         json.dump(result, f, indent=2)

@@ -16,6 +16,7 @@ the refiner's own :meth:`PORTRefiner.pose_loss` with every joint marked
 doubtful (score-free: no joint is trusted a priori).
 """
 import argparse
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -208,6 +209,16 @@ class ScoreFreeSampler:
 
 
 UNIT_BOX = (-0.5, -0.5, 0.5, 0.5)  # the box frame is its own frame
+
+
+def build_refiner(cfg: dict):
+    """A refiner from its config dict, through MMPose's model registry (with
+    mmport's modules registered)."""
+    import mmport  # noqa: F401  (registers mmport's modules)
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+    init_default_scope('mmpose')
+    return MODELS.build(copy.deepcopy(cfg))
 
 
 def train_score_free(model, sampler: ScoreFreeSampler, iters: int = 3000,

@@ -100,3 +100,23 @@ def test_common_offset_is_the_median_error_and_centring_removes_it():
                                np.broadcast_to(-common_offset(err), err.shape)[known])
     assert np.isnan(centred[~known]).all()
     np.testing.assert_array_equal(common_offset(np.full((2, 16, 2), np.nan)), [0, 0])
+
+
+def test_refiners_trained_side_by_side_equal_those_trained_in_turn():
+    """benchmarks/parallel_training.py: each job seeds itself, so two worker
+    processes give the very weights that one process gives (and two jobs
+    with different seeds differ)."""
+    from benchmarks.benchmark_mpii import refiner_config
+    from benchmarks.parallel_training import TrainingJob, train_refiners
+    gt, lab = poses(64)
+    err = np.random.default_rng(0).normal(0, 0.02, (64, 16, 2))
+    jobs = [TrainingJob(f'job {seed}', refiner_config(embed_dim=16, num_heads=1),
+                        PoseSource(gt, lab), None, err, seed, iters=3, batch_size=16,
+                        sampler_cfg=SamplerConfig(real_prob=0.0))
+            for seed in (0, 1)]
+    in_turn = [m.state_dict() for m, _ in train_refiners(jobs, workers=1)]
+    side_by_side = [m.state_dict() for m, _ in train_refiners(jobs, workers=2)]
+    for a, b in zip(in_turn, side_by_side):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(in_turn[0][k], in_turn[1][k]) for k in in_turn[0])

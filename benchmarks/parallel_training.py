@@ -1,0 +1,120 @@
+"""Train independent score-free refiners side by side, one process each.
+
+A score-free refiner trains on one thread (the benchmarks set
+``torch.set_num_threads(1)``: the small networks gain little from more),
+and a benchmark's refiners are independent of each other (the inner
+refiners that choose the gate margins and the final ones that are scored),
+so on a machine with several cores they train in parallel processes. Each
+job seeds its initial weights and its training draw itself, so the trained
+refiners do not depend on the number of workers nor on the order in which
+the jobs run.
+"""
+import copy
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from benchmarks.score_free_training import (PoseSource, SamplerConfig, ScoreFreeSampler,
+                                            build_refiner, train_score_free)
+
+
+@dataclass
+class TrainingJob:
+    """One score-free refiner to train.
+
+    Attributes:
+        label (str): Prefix of its log lines, e.g. ``'fold 2 inner'``.
+        cfg (dict): The refiner config (``PORTRefiner``).
+        gt_poses (PoseSource): Ground-truth poses that receive transplanted
+            or synthetic errors (:class:`ScoreFreeSampler`).
+        real (PoseSource, optional): Real predictions with their ground
+            truth.
+        donors (np.ndarray, optional): Error vectors (M, K, 2) to
+            transplant.
+        seed (int): Seeds the initial weights and the training draw.
+        iters (int): Training iterations.
+        batch_size (int): Poses per iteration.
+        sampler_cfg (SamplerConfig): The mix of training inputs.
+    """
+    label: str
+    cfg: dict
+    gt_poses: PoseSource
+    real: Optional[PoseSource]
+    donors: Optional[np.ndarray]
+    seed: int
+    iters: int
+    batch_size: int
+    sampler_cfg: SamplerConfig = field(default_factory=SamplerConfig)
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
+        os.cpu_count() or 1)
+
+
+def run_job(job: TrainingJob, log_origin: Optional[float] = None) -> Tuple[dict, dict]:
+    """Train one refiner on one thread.
+
+    Args:
+        job (TrainingJob): What to train.
+        log_origin (float, optional): ``time.time()`` at which the caller's
+            log clock started; progress lines are printed against it
+            (``None``: no progress lines).
+
+    Returns:
+        tuple: The trained ``state_dict`` and the info of
+        :func:`train_score_free` (``seconds``, ``loss``).
+    """
+    torch.set_num_threads(1)
+    # the initial weights come from the job's seed, not from whatever the
+    # process drew before
+    torch.manual_seed(job.seed)
+    model = build_refiner(job.cfg)
+    sampler = ScoreFreeSampler(job.gt_poses, job.real, model.metainfo['flip_indices'],
+                               job.donors, job.sampler_cfg)
+    log = None if log_origin is None else (
+        lambda msg: print(f'[{time.time() - log_origin:6.0f} s] {job.label}: {msg}', flush=True))
+    info = train_score_free(model, sampler, job.iters, job.batch_size, seed=job.seed, log=log)
+    return model.state_dict(), info
+
+
+def train_refiners(jobs: List[TrainingJob], workers: int = 1,
+                   log: Optional[Callable[[str], None]] = None,
+                   log_origin: Optional[float] = None) -> List[Tuple[object, dict]]:
+    """Train ``jobs`` in ``workers`` processes (1: in this one).
+
+    Args:
+        jobs (list[TrainingJob]): Independent trainings.
+        workers (int): Processes (at most one per job).
+        log (callable, optional): Receives one line per finished job.
+        log_origin (float, optional): See :func:`run_job`.
+
+    Returns:
+        list[tuple]: Per job, in order, the trained refiner (eval mode) and
+        its training info.
+    """
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        states = [run_job(job, log_origin) for job in jobs]
+    else:
+        # spawn, not fork: the workers start clean, whatever torch's thread
+        # pools did in this process before (a test runner's, for instance)
+        ctx = multiprocessing.get_context('spawn')
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            states = list(pool.map(run_job, jobs, [log_origin] * len(jobs)))
+    out = []
+    for job, (state, info) in zip(jobs, states):
+        model = build_refiner(copy.deepcopy(job.cfg))
+        model.load_state_dict(state)
+        model.eval()
+        out.append((model, info))
+        if log is not None:
+            log(f'{job.label}: trained in {info["seconds"]:.0f} s (loss {info["loss"]:.4f})')
+    return out
