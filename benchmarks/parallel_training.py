@@ -9,7 +9,6 @@ job seeds its initial weights and its training draw itself, so the trained
 refiners do not depend on the number of workers nor on the order in which
 the jobs run.
 """
-import copy
 import multiprocessing
 import os
 import time
@@ -111,7 +110,7 @@ def train_refiners(jobs: List[TrainingJob], workers: int = 1,
             states = list(pool.map(run_job, jobs, [log_origin] * len(jobs)))
     out = []
     for job, (state, info) in zip(jobs, states):
-        model = build_refiner(copy.deepcopy(job.cfg))
+        model = build_refiner(job.cfg)
         model.load_state_dict(state)
         model.eval()
         out.append((model, info))
