@@ -59,14 +59,13 @@ import json
 import os
 import os.path as osp
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.parallel_training import (TrainingJob, default_workers,  # noqa: E402
-                                          train_refiners)
+from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E402
+                                          default_workers, positive_int, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
                                             add_training_arguments, build_refiner,
                                             to_box_frame)
@@ -142,7 +141,7 @@ def parse_args(argv=None):
     parser.add_argument('--flip-test', action=argparse.BooleanOptionalAction,
                         default=FLIP_TEST, help="test_cfg.flip_test of the refiners (the "
                         'margin choice and the refinement)')
-    parser.add_argument('--workers', type=int, default=default_workers(),
+    parser.add_argument('--workers', type=positive_int, default=default_workers(),
                         help='refiners trained side by side, one process each (default: '
                         'the cores this process may use; the results do not depend on it)')
     parser.add_argument('--skip-cross-validated', action='store_true')
@@ -322,7 +321,7 @@ def training_job(label: str, data: MPIIData, args, real, donors, seed: int) -> T
                                      outlier_prob=args.outlier_prob))
 
 
-def cross_validated_run(data: MPIIData, args, log, log_origin: float) -> dict:
+def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
     if args.num_folds < 3:
         raise ValueError('the cross-validated run needs 3 folds or more (one to score, '
                          'one for the inner validation)')
@@ -338,7 +337,7 @@ def cross_validated_run(data: MPIIData, args, log, log_origin: float) -> dict:
                  training_job(f'fold {f}', data, args,
                               data.real(np.flatnonzero(folds != f), MODELS), None,
                               args.seed * 100 + f)]
-    trained = train_refiners(jobs, args.workers, log, log_origin)
+    trained = train_refiners(jobs, args.workers, log)
     seconds, margins = sum(info['seconds'] for _, info in trained), {}
     for f in range(args.num_folds):
         test_idx = np.flatnonzero(folds == f)
@@ -362,7 +361,7 @@ def cross_validated_run(data: MPIIData, args, log, log_origin: float) -> dict:
     return out
 
 
-def held_out_model_run(data: MPIIData, args, log, log_origin: float) -> dict:
+def held_out_model_run(data: MPIIData, args, log: ProgressLog) -> dict:
     out = {}
     allidx = np.arange(len(data.gt))
     # inner validation: a fifth of the persons (grouped by image), whose
@@ -380,7 +379,7 @@ def held_out_model_run(data: MPIIData, args, log, log_origin: float) -> dict:
                                  for o in MODELS if o != m])
         jobs.append(training_job(f'held-out {m}', data, args, None, donors,
                                  args.seed * 100 + 50))
-    trained = train_refiners(jobs, args.workers, log, log_origin)
+    trained = train_refiners(jobs, args.workers, log)
     seconds = sum(info['seconds'] for _, info in trained)
     inner = {a: model for a, (model, _) in zip(MODELS, trained)}
     for m, (model, _) in zip(MODELS, trained[len(MODELS):]):
@@ -452,23 +451,19 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(args.work_dir, exist_ok=True)
-    start = time.time()
-
-    def log(msg):
-        print(f'[{time.time() - start:6.0f} s] {msg}', flush=True)
-
+    log = ProgressLog()
     data = MPIIData(args.data, args.frame)
     result = {}
     if not args.skip_cross_validated:
-        result['cross_validated'] = cross_validated_run(data, args, log, start)
+        result['cross_validated'] = cross_validated_run(data, args, log)
     if not args.skip_held_out_model:
-        result['held_out_model'] = held_out_model_run(data, args, log, start)
+        result['held_out_model'] = held_out_model_run(data, args, log)
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
                   margin_z=args.margin_z, held_out_margin_z=args.held_out_margin_z,
                   outlier_prob=args.outlier_prob, stay_margin=margins_json([args.stay_margin])[0],
                   refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
                                          args.flip_test),
-                  seconds=time.time() - start)
+                  seconds=log.elapsed())
     out_json = osp.join(args.work_dir, 'mpii.json')
     with open(out_json, 'w') as f:
         json.dump(result, f, indent=2)

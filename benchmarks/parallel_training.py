@@ -9,12 +9,13 @@ job seeds its initial weights and its training draw itself, so the trained
 refiners do not depend on the number of workers nor on the order in which
 the jobs run.
 """
+import argparse
 import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,20 +53,42 @@ class TrainingJob:
     sampler_cfg: SamplerConfig = field(default_factory=SamplerConfig)
 
 
+@dataclass(frozen=True)
+class ProgressLog:
+    """Prints progress lines stamped with the seconds since ``origin``
+    (``time.time()``, default: now). It pickles as that one number, so
+    worker processes print on the caller's clock."""
+    origin: float = field(default_factory=time.time)
+
+    def __call__(self, msg: str) -> None:
+        print(f'[{self.elapsed():6.0f} s] {msg}', flush=True)
+
+    def elapsed(self) -> float:
+        """Seconds since ``origin``."""
+        return time.time() - self.origin
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be 1 or more (``--workers``)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be 1 or more, got {value}')
+    return value
+
+
 def default_workers() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (
         os.cpu_count() or 1)
 
 
-def run_job(job: TrainingJob, log_origin: Optional[float] = None) -> Tuple[dict, dict]:
+def run_job(job: TrainingJob, log: Optional[ProgressLog] = None) -> Tuple[dict, dict]:
     """Train one refiner on one thread.
 
     Args:
         job (TrainingJob): What to train.
-        log_origin (float, optional): ``time.time()`` at which the caller's
-            log clock started; progress lines are printed against it
-            (``None``: no progress lines).
+        log (ProgressLog, optional): Prints the training's progress lines,
+            prefixed by the job's label (``None``: none).
 
     Returns:
         tuple: The trained ``state_dict`` and the info of
@@ -78,22 +101,20 @@ def run_job(job: TrainingJob, log_origin: Optional[float] = None) -> Tuple[dict,
     model = build_refiner(job.cfg)
     sampler = ScoreFreeSampler(job.gt_poses, job.real, model.metainfo['flip_indices'],
                                job.donors, job.sampler_cfg)
-    log = None if log_origin is None else (
-        lambda msg: print(f'[{time.time() - log_origin:6.0f} s] {job.label}: {msg}', flush=True))
-    info = train_score_free(model, sampler, job.iters, job.batch_size, seed=job.seed, log=log)
+    info = train_score_free(model, sampler, job.iters, job.batch_size, seed=job.seed,
+                            log=None if log is None else lambda msg: log(f'{job.label}: {msg}'))
     return model.state_dict(), info
 
 
 def train_refiners(jobs: List[TrainingJob], workers: int = 1,
-                   log: Optional[Callable[[str], None]] = None,
-                   log_origin: Optional[float] = None) -> List[Tuple[object, dict]]:
+                   log: Optional[ProgressLog] = None) -> List[Tuple[object, dict]]:
     """Train ``jobs`` in ``workers`` processes (1: in this one).
 
     Args:
         jobs (list[TrainingJob]): Independent trainings.
         workers (int): Processes (at most one per job).
-        log (callable, optional): Receives one line per finished job.
-        log_origin (float, optional): See :func:`run_job`.
+        log (ProgressLog, optional): Prints the jobs' progress lines and
+            one line per finished job.
 
     Returns:
         list[tuple]: Per job, in order, the trained refiner (eval mode) and
@@ -101,13 +122,13 @@ def train_refiners(jobs: List[TrainingJob], workers: int = 1,
     """
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
-        states = [run_job(job, log_origin) for job in jobs]
+        states = [run_job(job, log) for job in jobs]
     else:
         # spawn, not fork: the workers start clean, whatever torch's thread
         # pools did in this process before (a test runner's, for instance)
         ctx = multiprocessing.get_context('spawn')
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            states = list(pool.map(run_job, jobs, [log_origin] * len(jobs)))
+            states = list(pool.map(run_job, jobs, [log] * len(jobs)))
     out = []
     for job, (state, info) in zip(jobs, states):
         model = build_refiner(job.cfg)
