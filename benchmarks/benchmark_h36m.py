@@ -29,27 +29,29 @@ subject (one domain each: the worse subject decides), and by more than
 ``--margin-z`` standard errors (default 2; a subject's frames come in
 about 30 sequences of correlated frames, which are the clusters of the
 standard error), so that a gain within the noise of one subject does not
-make the class move on others. Writes ``<work-dir>/h36m.json``.
+make the class move on others. The three refiners train side by side
+(``--workers``); each seeds its own initial weights and training draw.
+Writes ``<work-dir>/h36m.json``.
 
     python -m benchmarks.benchmark_h36m [--data DIR] [--work-dir DIR] [--seed 0]
-        [--margin-subjects S7 S8] [--margin-z 2]
+        [--margin-subjects S7 S8] [--margin-z 2] [--workers N]
 """
 import argparse
 import json
 import os
 import os.path as osp
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.benchmark_mpii import (GATES, build_refiner, format_margins,  # noqa: E402
-                                       margins_json, reconstructions, refine, refiner_config)
+from benchmarks.benchmark_mpii import (GATES, format_margins, margins_json,  # noqa: E402
+                                       reconstructions, refine, refiner_config)
+from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E402
+                                          default_workers, positive_int, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
-                                            ScoreFreeSampler, add_training_arguments,
-                                            to_box_frame, train_score_free)
+                                            add_training_arguments, to_box_frame)
 from mmport.models.do_no_harm import choose_gate_margins  # noqa: E402
 
 TRAIN_SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8')
@@ -93,6 +95,9 @@ def parse_args(argv=None):
     parser.add_argument('--margin-z', type=float, default=2.0,
                         help='standard errors by which a joint class\'s gain on the margin '
                         'subject must exceed 0 for it to move (0: any gain)')
+    parser.add_argument('--workers', type=positive_int, default=default_workers(),
+                        help='refiners trained side by side, one process each (default: '
+                        'the cores this process may use; the results do not depend on it)')
     return parser.parse_args(argv)
 
 
@@ -103,37 +108,34 @@ def main(argv=None):
         sys.exit(f'{path} not found: Human3.6M is not redistributed with mmport; see this '
                  "script's docstring for how to build it")
     torch.set_num_threads(1)
-    start = time.perf_counter()
-
-    def log(msg):
-        print(f'[{time.perf_counter() - start:6.0f} s] {msg}', flush=True)
+    log = ProgressLog()
 
     d = np.load(path)
     pred, gt, subject = d['pred'].astype(np.float64), d['gt'].astype(np.float64), d['subject']
     train, test = np.isin(subject, TRAIN_SUBJECTS), np.isin(subject, TEST_SUBJECTS)
     boxes = extent_boxes(pred)
 
-    def trained(frames: np.ndarray, seed: int):
+    def job(label: str, frames: np.ndarray, seed: int) -> TrainingJob:
         labelled = np.ones(gt[frames].shape[:2], bool)
         real = PoseSource(to_box_frame(gt[frames], boxes[frames]), labelled,
                           to_box_frame(pred[frames], boxes[frames]))
         gt_poses = PoseSource(to_box_frame(gt[frames], extent_boxes(gt[frames])), labelled)
         # Human3.6M's skeleton order is MPII's: the MPII refiner's layout fits
-        model = build_refiner(refiner_config(args.embed_dim, args.num_heads,
-                                             args.quality_kind))
-        sampler = ScoreFreeSampler(gt_poses, real, model.metainfo['flip_indices'],
-                                   cfg=SamplerConfig(real_prob=0.5))
-        return model, train_score_free(model, sampler, args.iters, args.batch_size,
-                                       seed=seed, log=log)
+        return TrainingJob(label, refiner_config(args.embed_dim, args.num_heads,
+                                                 args.quality_kind),
+                           gt_poses, real, None, seed, args.iters, args.batch_size,
+                           SamplerConfig(real_prob=0.5))
 
     # leave one margin subject out at a time: each is a domain, and a joint
     # class moves only where its moves help on every one of them
     # (choose_gate_margins with domains): a gain on one subject is no
-    # evidence for another
-    parts, inner_seconds = [], 0.0
-    for i, s in enumerate(args.margin_subjects):
-        inner, inner_info = trained(train & (subject != s), args.seed + 1000 + i)
-        inner_seconds += inner_info['seconds']
+    # evidence for another. The inner refiners and the final one (on all
+    # training subjects) are independent and train side by side.
+    jobs = [job(f'without {s}', train & (subject != s), args.seed + 1000 + i)
+            for i, s in enumerate(args.margin_subjects)] + [job('final', train, args.seed)]
+    trained = train_refiners(jobs, args.workers, log)
+    parts = []
+    for i, (s, (inner, _)) in enumerate(zip(args.margin_subjects, trained)):
         val = subject == s
         rec, gain = reconstructions(inner, pred[val], boxes[val])
         parts.append((gain, np.linalg.norm(pred[val] - gt[val], axis=-1),
@@ -144,16 +146,17 @@ def main(argv=None):
     margins = choose_gate_margins(gain, in_cost, rec_cost, domains=domains, z=args.margin_z,
                                   clusters=sequences)
     log(f'gate margins chosen on {args.margin_subjects}: {format_margins(margins)}')
-    model, info = trained(train, args.seed)
+    model = trained[-1][0]
     model.test_cfg['gate_margin'] = margins
     refined = refine(model, pred[test], boxes[test])
     result = {'baseline': joint_report(pred[test], gt[test]),
               **{g: joint_report(r, gt[test]) for g, r in refined.items()},
               'test_frames': int(test.sum()), 'train_frames': int(train.sum()),
-              'train_seconds': info['seconds'] + inner_seconds, 'seed': args.seed,
+              'train_seconds': sum(info['seconds'] for _, info in trained), 'seed': args.seed,
               'iters': args.iters, 'gate_margins': margins_json(margins),
               'gate_margins_chosen_on': list(args.margin_subjects), 'margin_z': args.margin_z,
-              'refiner': refiner_config(args.embed_dim, args.num_heads, args.quality_kind)}
+              'refiner': refiner_config(args.embed_dim, args.num_heads, args.quality_kind),
+              'seconds': log.elapsed()}
     for s in TEST_SUBJECTS:
         sel = subject[test] == s
         result[s] = {'baseline': joint_report(pred[test][sel], gt[test][sel]),
