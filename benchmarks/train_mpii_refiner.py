@@ -63,6 +63,9 @@ def held_out_margins(data: MPIIData, args, repeats: int = 3) -> list:
     tol = 0.5 * data.head / (box[:, 2:] - box[:, :2]).max(1)
     held_tol = np.concatenate([tol[val_fold == 0]] * len(MODELS))
     inner_train = PoseSource(data.train.gt[train_fold != 0], data.train.labelled[train_fold != 0])
+    # initial weights from the training seed, not from the process's
+    # unseeded random state: the margins and the file are reproducible
+    torch.manual_seed(args.seed + 1000)
     model = build_refiner(refiner_config(args.embed_dim, args.num_heads, args.quality_kind))
     sampler = ScoreFreeSampler(inner_train, None, model.metainfo['flip_indices'],
                                donor_sets['inner'], SamplerConfig(real_prob=0.0))
@@ -94,6 +97,7 @@ def main(argv=None):
     donors = data.real(np.arange(len(data.gt)), MODELS).error_vectors()
     cfg = refiner_config(args.embed_dim, args.num_heads, args.quality_kind)
     cfg['test_cfg']['gate_margin'] = [m if np.isfinite(m) else NEVER_MOVE for m in margins]
+    torch.manual_seed(args.seed)
     model = build_refiner(cfg)
     sampler = ScoreFreeSampler(data.train, None, model.metainfo['flip_indices'], donors,
                                SamplerConfig(real_prob=0.0))

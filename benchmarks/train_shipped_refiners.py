@@ -113,9 +113,12 @@ def choose_body_rule(train: BodySet, val: BodySet, meta: dict) -> Tuple[float, f
     predictions) is used."""
     train_donors, check_donors = mpii_donor_split(meta)
     pool = build_pool([train], [], meta, synthetic_copies=8, seed=0, donor_errors=train_donors)
+    settings = TrainingSettings(**dict(vars(BODY_SETTINGS), seed=1))
+    # initial weights from the training seed, not from the process's
+    # unseeded random state: the chosen rule is reproducible
+    torch.manual_seed(settings.seed)
     refiner, _ = build_refiner()
-    train_refiner(refiner, pool, TrainingSettings(**dict(vars(BODY_SETTINGS), seed=1)),
-                  meta['flip_indices'])
+    train_refiner(refiner, pool, settings, meta['flip_indices'])
     checks = [corrupted_copy(val, meta, VALIDATION_SEED, scramble_scores=True),
               corrupted_copy(val, meta, VALIDATION_SEED),
               corrupted_copy(val, meta, VALIDATION_SEED, donors=check_donors)]
@@ -146,6 +149,7 @@ def train_body(out_dir: str) -> str:
           f'gate margin {margin}, rescoring weight {weight}', flush=True)
     pool = build_pool([coco_val], [], meta, synthetic_copies=8, seed=0,
                       donor_errors=mpii_error_donors(meta['sigmas']))
+    torch.manual_seed(BODY_SETTINGS.seed)  # reproducible initial weights
     refiner, cfg = build_refiner(score_thr=thr, gate_margin=margin, rescore=weight)
     secs = train_refiner(refiner, pool, BODY_SETTINGS, meta['flip_indices'],
                          log=lambda m: print(f'  body refiner: {m}', flush=True))

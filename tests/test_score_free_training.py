@@ -120,3 +120,21 @@ def test_refiners_trained_side_by_side_equal_those_trained_in_turn():
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(in_turn[0][k], in_turn[1][k]) for k in in_turn[0])
+
+
+def test_mpii_refiner_script_writes_the_same_weights_twice(tmp_path):
+    """benchmarks/train_mpii_refiner.py seeds the refiners' initial weights,
+    not only their training: the same command gives the same file."""
+    from benchmarks.train_mpii_refiner import main
+    threads = torch.get_num_threads()
+    outs = [str(tmp_path / f'run{i}.pth') for i in range(2)]
+    try:
+        for out in outs:
+            main(['--out', out, '--iters', '2', '--batch-size', '8', '--embed-dim', '16',
+                  '--num-heads', '1'])
+    finally:
+        torch.set_num_threads(threads)  # main runs on one thread
+    first, second = (torch.load(out, map_location='cpu', weights_only=False) for out in outs)
+    assert first['meta']['gate_margins_chosen'] == second['meta']['gate_margins_chosen']
+    a, b = first['state_dict'], second['state_dict']
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
