@@ -41,6 +41,7 @@ from .body_refiner_setup import (RESCORE_WEIGHTS, blazepose_folds, blend_scores,
                                  build_refiner, coco_metainfo, keypoint_boxes, load_body_data,
                                  refine_persons, refine_with_rule)
 from .body_scoring import pose_scores, refinement_scores
+from .parallel_training import positive_int
 from .tensor_training import TrainingSettings, build_pool, train_refiner
 
 SHIPPED_BODY_REFINER = 'checkpoints/port_coco17_refiner.pth'
@@ -240,7 +241,7 @@ def print_per_fold_ap(per_fold: Dict[str, list]):
         print(f'  {name:<6} {folds}  (not lower on {up}/{len(rows)})')
 
 
-def main():
+def main(argv=None):
     # MMPose resolves the metainfo file from its own package and says so
     warnings.filterwarnings('ignore', message='The metainfo config file')
     parser = argparse.ArgumentParser(description='PORT on real BlazePose predictions')
@@ -250,12 +251,12 @@ def main():
     parser.add_argument('--num-folds', type=int, default=5)
     parser.add_argument('--seed', type=int, default=0, help='training seed')
     parser.add_argument('--iters', type=int, default=2000)
-    parser.add_argument('--workers', type=int, default=2, help='folds trained at once')
+    parser.add_argument('--workers', type=positive_int, default=2, help='folds trained at once')
     parser.add_argument('--skip-cv', action='store_true', help='only the transfer part')
     parser.add_argument('--calibrate', action=argparse.BooleanOptionalAction, default=True,
                         help='map each fold refiner\'s expected OKS to observed OKS on its '
                         'validation fold before rescoring')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = time.time()
     sets, coco_val = load_body_data()
     meta = coco_metainfo()

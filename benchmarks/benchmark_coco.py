@@ -23,21 +23,22 @@ from mmengine.config import DictAction
 from benchmarks.cross_validation import (build_quiet_runner, experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          printed_to_file, stack_fields)
+from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import prepare_runner_cfg
 from mmport.evaluation import coco_keypoint_ap, pose_errors
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='PORT COCO-17 body benchmark')
     parser.add_argument('--config', default='configs/port/port_coco_keypoints-only.py')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--num-folds', type=int, default=5)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--workers', type=int, default=2,
+    parser.add_argument('--workers', type=positive_int, default=2,
                         help='folds trained at once (processes); results do not depend on it')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def coco_records(samples, keypoints, scores):
@@ -66,8 +67,8 @@ def errors(pred, gt, visible, occluded, bboxes):
     return out
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg, logger = experiment_setup(args.config, args.cfg_options, args.work_dir,
                                    'coco_benchmark')
     cv = grouped_cross_validation(cfg, osp.join(args.work_dir, 'coco'), args.num_folds,

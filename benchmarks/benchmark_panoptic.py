@@ -22,6 +22,7 @@ from mmengine.config import DictAction
 from benchmarks.cross_validation import (experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          stack_fields)
+from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.evaluation.metrics import RefinementMetric
 from mmport.visualization import plot_refinements
@@ -30,7 +31,7 @@ MOBILENETV2_PARAMS = 9.57e6  # MMPose's MobileNetV2 top-down hand model
 KEYS = ('EPE', 'PCKh@0.7', 'AUC', 'EPE_replaced')
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='PORT Panoptic refinement benchmark')
     parser.add_argument('--config', default='configs/port/port_panoptic-hand2d_keypoints-only.py')
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
@@ -40,10 +41,10 @@ def parse_args():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--train-seed', type=int,
                         help='seed of the trainings (default: --seed); same folds, another draw')
-    parser.add_argument('--workers', type=int, default=2,
+    parser.add_argument('--workers', type=positive_int, default=2,
                         help='folds trained at once (processes); results do not depend on it')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def format_table(result: dict) -> str:
@@ -66,8 +67,8 @@ def format_table(result: dict) -> str:
     return '\n'.join(lines)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg, logger = experiment_setup(args.config, args.cfg_options, args.work_dir,
                                    'panoptic_benchmark')
     cv = grouped_cross_validation(cfg, osp.join(args.work_dir, 'panoptic'), args.num_folds,

@@ -17,11 +17,12 @@ from mmengine.config import DictAction
 
 from benchmarks.cross_validation import (experiment_setup,
                                          grouped_cross_validation, stack_fields)
+from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.evaluation import pose_errors
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Refiner EPE at fixed thresholds (grouped CV)')
     parser.add_argument('config')
     parser.add_argument('--thresholds', type=float, nargs='+', default=[0.3, 0.4, 0.5])
@@ -30,9 +31,9 @@ def parse_args():
     parser.add_argument('--seed', type=int, default=0, help='seed of the fold split')
     parser.add_argument('--train-seed', type=int,
                         help='seed of the trainings (default: --seed); same folds, another draw')
-    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--workers', type=positive_int, default=2)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def sweep_table(samples: list, sweep: dict) -> dict:
@@ -57,8 +58,8 @@ def sweep_table(samples: list, sweep: dict) -> dict:
     return table
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg, logger = experiment_setup(args.config, args.cfg_options, args.work_dir,
                                    'sweep')
     cv = grouped_cross_validation(cfg, args.work_dir, args.num_folds, args.seed,
