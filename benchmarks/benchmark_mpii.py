@@ -11,7 +11,12 @@ synthetic errors, far outliers (``OUTLIER_PROB``), and real predictions.
   image. For each fold one refiner is trained on the training ground truth,
   with the error vectors and the real predictions of the other four folds'
   persons (all three models), and refines each model's predictions of the
-  held-out fold.
+  held-out fold. With ``--model-offsets`` (a trial, off by default: see
+  docs/design_trials.md) each model's common offset on the training folds
+  is removed from its predictions before the refiner reads them (training,
+  margin choice, refinement), where removing the inner training persons'
+  offset lowers the inner validation fold's PCKh costs: the refiner of a
+  known method then need not guess from the pose whose offset to apply.
 * Held-out-model run: for each model, a refiner trained on the training
   ground truth with transplanted error vectors of the other two models only
   (no validation position enters training) refines that model's
@@ -52,13 +57,15 @@ Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
         [--margin-z 0] [--held-out-margin-z 2] [--stay-margin 0.5] [--outlier-prob 0.05]
-        [--[no-]flip-test] [--workers N] [--skip-cross-validated] [--skip-held-out-model]
+        [--[no-]flip-test] [--workers N] [--model-offsets] [--skip-cross-validated]
+        [--skip-held-out-model]
 """
 import argparse
 import json
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
 import numpy as np
 import torch
@@ -68,7 +75,7 @@ from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E40
                                           default_workers, positive_int, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
                                             add_training_arguments, build_refiner,
-                                            to_box_frame)
+                                            common_offset, to_box_frame)
 import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.datasets.grouped_folds import grouped_folds  # noqa: E402
 from mmport.evaluation import mpii_pose_errors  # noqa: E402
@@ -144,6 +151,11 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=positive_int, default=default_workers(),
                         help='refiners trained side by side, one process each (default: '
                         'the cores this process may use; the results do not depend on it)')
+    parser.add_argument('--model-offsets', action='store_true',
+                        help="cross-validated run: each model's common offset, estimated on "
+                        "the training folds' predictions, is removed from its predictions "
+                        'before the refiner reads them (training, margin choice, '
+                        'refinement), where that helps on the inner validation fold')
     parser.add_argument('--skip-cross-validated', action='store_true')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
@@ -164,6 +176,14 @@ def prediction_boxes(pred: np.ndarray, predicted: np.ndarray, margin: float = 0.
     lo, hi = np.nanmin(pts, 1), np.nanmax(pts, 1)
     pad = (hi - lo) * margin
     return np.concatenate([lo - pad, hi + pad], 1)
+
+
+def remove_offset(points: np.ndarray, bboxes: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Pixels (N, K, 2) minus an ``offset`` (2,) given in box sizes (each
+    instance's box (N, 4) xyxy, its longer side; the units of
+    :func:`benchmarks.score_free_training.to_box_frame`)."""
+    size = (bboxes[:, 2:] - bboxes[:, :2]).max(1)
+    return points - offset * size[:, None, None]
 
 
 class MPIIData:
@@ -193,11 +213,26 @@ class MPIIData:
         self.train = PoseSource(to_box_frame(d['train_gt'].astype(np.float64), tb),
                                 d['train_labelled'])
 
-    def real(self, idx: np.ndarray, models) -> PoseSource:
-        """Real predictions of persons ``idx`` by ``models``, stacked."""
+    def real(self, idx: np.ndarray, models, offsets: Optional[dict] = None) -> PoseSource:
+        """Real predictions of persons ``idx`` by ``models``, stacked; with
+        ``offsets`` (model -> (2,) box sizes) each model's offset removed."""
+        offsets = offsets or {}
         return PoseSource(np.concatenate([self.gt_f[m][idx] for m in models]),
                           np.concatenate([self.labelled[idx]] * len(models)),
-                          np.concatenate([self.pred_f[m][idx] for m in models]))
+                          np.concatenate([self.pred_f[m][idx] - offsets.get(m, 0.0)
+                                          for m in models]))
+
+    def model_offset(self, idx: np.ndarray, model: str) -> np.ndarray:
+        """``model``'s common offset (2,) in box sizes, on persons ``idx``
+        (:func:`benchmarks.score_free_training.common_offset`)."""
+        return common_offset(self.real(idx, [model]).error_vectors())
+
+    def predictions(self, model: str, offset: Optional[np.ndarray] = None) -> np.ndarray:
+        """``model``'s predictions (N, K, 2) pixels, with ``offset`` (2,) box
+        sizes removed (:func:`remove_offset`)."""
+        if offset is None:
+            return self.pred[model]
+        return remove_offset(self.pred[model], self.bbox[model], offset)
 
 
 # name -> gate margin: None for the model's own test_cfg (the chosen
@@ -268,21 +303,37 @@ def choose_margins(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndar
                                               tolerance))
 
 
-def mpii_margin_inputs(model, data: 'MPIIData', idx: np.ndarray, models) -> tuple:
-    """:func:`margin_inputs` of persons ``idx`` predicted by ``models`` (pooled)."""
+def mpii_margin_inputs(model, data: 'MPIIData', idx: np.ndarray, models,
+                       offsets: Optional[dict] = None) -> tuple:
+    """:func:`margin_inputs` of persons ``idx`` predicted by ``models``
+    (pooled), each model's ``offsets`` (model -> (2,) box sizes) removed."""
     cat = np.concatenate
-    return margin_inputs(model, cat([data.pred[m][idx] for m in models]),
+    offsets = offsets or {}
+    return margin_inputs(model, cat([data.predictions(m, offsets.get(m))[idx] for m in models]),
                          cat([data.bbox[m][idx] for m in models]),
                          cat([data.gt[idx]] * len(models)),
                          cat([data.labelled[idx]] * len(models)),
                          cat([0.5 * data.head[idx]] * len(models)))
 
 
+def lowers_pckh_costs(pred: np.ndarray, shifted: np.ndarray, gt: np.ndarray,
+                      labelled: np.ndarray, tolerance: np.ndarray) -> bool:
+    """Whether ``shifted`` (N, K, 2) beats ``pred`` (N, K, 2) on their
+    :func:`pckh_costs` summed over the ``labelled`` (N, K) joints: fewer
+    joints outside the tolerance (N,), then a smaller summed error; a tie
+    keeps ``pred``."""
+    before = pckh_costs(pred, gt, tolerance)[labelled].sum(0)
+    after = pckh_costs(shifted, gt, tolerance)[labelled].sum(0)
+    return tuple(after) < tuple(before)
+
+
 def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models,
-                        z: float = 0.0, stay_margin: float = STAY_MARGIN) -> list:
+                        z: float = 0.0, stay_margin: float = STAY_MARGIN,
+                        offsets: Optional[dict] = None) -> list:
     """Gate margins chosen on persons ``idx`` predicted by ``models``
-    (pooled), with confidence bound ``z`` (images as clusters)."""
-    return choose_gate_margins(*mpii_margin_inputs(model, data, idx, models), z=z,
+    (pooled, ``offsets`` removed), with confidence bound ``z`` (images as
+    clusters)."""
+    return choose_gate_margins(*mpii_margin_inputs(model, data, idx, models, offsets), z=z,
                                stay_margin=stay_margin,
                                clusters=torch.from_numpy(np.tile(data.image_id[idx],
                                                                  len(models))))
@@ -327,15 +378,35 @@ def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
                          'one for the inner validation)')
     folds = grouped_folds([str(i) for i in data.image_id], args.num_folds, args.seed)
     refined = {m: {g: data.pred[m].copy() for g in GATES} for m in MODELS}
-    jobs = []
+    offset_only = {m: data.pred[m].copy() for m in MODELS}
+
+    jobs, fold_offsets = [], {}
     for f in range(args.num_folds):
         # inner validation: the next fold, held out of the fold's training data
         v = (f + 1) % args.num_folds
-        inner_idx = np.flatnonzero((folds != f) & (folds != v))
-        jobs += [training_job(f'fold {f} inner', data, args, data.real(inner_idx, MODELS), None,
+        inner_idx, train_idx = (np.flatnonzero((folds != f) & (folds != v)),
+                                np.flatnonzero(folds != f))
+        # --model-offsets: each model's common offset on the training
+        # persons is removed from its predictions before the refiner reads
+        # them, where removing the one of the inner persons helps on the
+        # inner validation (do no harm, as for the gate's moves)
+        inner_offsets, offsets, val = {}, {}, folds == v
+        for m in MODELS if args.model_offsets else ():
+            inner_offset = data.model_offset(inner_idx, m)
+            if lowers_pckh_costs(data.pred[m][val], data.predictions(m, inner_offset)[val],
+                                 data.gt[val], data.labelled[val], 0.5 * data.head[val]):
+                inner_offsets[m], offsets[m] = inner_offset, data.model_offset(train_idx, m)
+        fold_offsets[f] = inner_offsets, offsets
+        if args.model_offsets:
+            log(f'fold {f}: model offsets removed (box sizes; kept where removing one did '
+                f'not help on fold {v}): ' + '; '.join(
+                    f'{m} {np.round(offsets[m], 4).tolist() if m in offsets else "kept"}'
+                    for m in MODELS))
+        jobs += [training_job(f'fold {f} inner', data, args,
+                              data.real(inner_idx, MODELS, fold_offsets[f][0]), None,
                               args.seed * 100 + 10 + f),
                  training_job(f'fold {f}', data, args,
-                              data.real(np.flatnonzero(folds != f), MODELS), None,
+                              data.real(train_idx, MODELS, fold_offsets[f][1]), None,
                               args.seed * 100 + f)]
     trained = train_refiners(jobs, args.workers, log)
     seconds, margins = sum(info['seconds'] for _, info in trained), {}
@@ -343,20 +414,32 @@ def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
         test_idx = np.flatnonzero(folds == f)
         v = (f + 1) % args.num_folds
         (inner, _), (model, _) = trained[2 * f:2 * f + 2]
+        inner_offsets, fold_offset = fold_offsets[f]
         margins[f] = {m: choose_mpii_margins(inner, data, np.flatnonzero(folds == v), [m],
-                                             args.margin_z, args.stay_margin)
+                                             args.margin_z, args.stay_margin, inner_offsets)
                       for m in MODELS}
         log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
             f'{m} {format_margins(x)}' for m, x in margins[f].items()))
         for m in MODELS:
             model.test_cfg['gate_margin'] = margins[f][m]
-            out = refine(model, data.pred[m][test_idx], data.bbox[m][test_idx])
+            inputs = data.predictions(m, fold_offset.get(m))[test_idx]
+            offset_only[m][test_idx] = inputs
+            out = refine(model, inputs, data.bbox[m][test_idx])
             for g, pred in out.items():
                 refined[m][g][test_idx] = pred
     allidx = np.arange(len(data.gt))
     out = {m: scores(data, allidx, data.pred[m], refined[m]) for m in MODELS}
     for m in MODELS:
         out[m]['gate_margins'] = {f: margins_json(margins[f][m]) for f in margins}
+        if args.model_offsets:
+            out[m]['offset_only'] = scores(data, allidx, data.pred[m],
+                                           {'offset_only': offset_only[m]})['offset_only']
+            out[m]['model_offsets'] = {f: fold_offsets[f][1][m].round(5).tolist()
+                                       if m in fold_offsets[f][1] else None
+                                       for f in fold_offsets}
+            log(f'{m}: the offset alone gives PCKh@0.5 '
+                f'{100 * out[m]["baseline"]["PCKh@0.5"]:.2f} -> '
+                f'{100 * out[m]["offset_only"]["PCKh@0.5"]:.2f}')
     out['train_seconds'] = seconds
     return out
 
@@ -459,7 +542,8 @@ def main(argv=None):
     if not args.skip_held_out_model:
         result['held_out_model'] = held_out_model_run(data, args, log)
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
-                  margin_z=args.margin_z, held_out_margin_z=args.held_out_margin_z,
+                  model_offsets=args.model_offsets, margin_z=args.margin_z,
+                  held_out_margin_z=args.held_out_margin_z,
                   outlier_prob=args.outlier_prob, stay_margin=margins_json([args.stay_margin])[0],
                   refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
                                          args.flip_test),
