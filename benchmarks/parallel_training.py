@@ -10,6 +10,7 @@ refiners do not depend on the number of workers nor on the order in which
 the jobs run.
 """
 import argparse
+import contextlib
 import multiprocessing
 import os
 import time
@@ -82,6 +83,29 @@ def default_workers() -> int:
         os.cpu_count() or 1)
 
 
+# warnings that every spawned worker would print again on importing the
+# benchmark (mmengine's use of pkg_resources, MMPose's fallback to its own
+# copy of a dataset's metainfo file); this process has printed them once
+_REPEATED_WARNINGS = ('ignore:pkg_resources is deprecated:UserWarning',
+                      'ignore:The metainfo config file:UserWarning')
+
+
+@contextlib.contextmanager
+def _worker_warnings_quiet():
+    """While open, processes started from this one ignore
+    ``_REPEATED_WARNINGS`` (``PYTHONWARNINGS``, which they read at start-up;
+    a ``PYTHONWARNINGS`` of the caller's own is kept and takes precedence)."""
+    old = os.environ.get('PYTHONWARNINGS')
+    os.environ['PYTHONWARNINGS'] = ','.join(_REPEATED_WARNINGS + ((old,) if old else ()))
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ['PYTHONWARNINGS']
+        else:
+            os.environ['PYTHONWARNINGS'] = old
+
+
 def run_job(job: TrainingJob, log: Optional[ProgressLog] = None) -> Tuple[dict, dict]:
     """Train one refiner on one thread.
 
@@ -127,7 +151,7 @@ def train_refiners(jobs: List[TrainingJob], workers: int = 1,
         # spawn, not fork: the workers start clean, whatever torch's thread
         # pools did in this process before (a test runner's, for instance)
         ctx = multiprocessing.get_context('spawn')
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with _worker_warnings_quiet(), ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             states = list(pool.map(run_job, jobs, [log] * len(jobs)))
     out = []
     for job, (state, info) in zip(jobs, states):

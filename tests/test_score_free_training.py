@@ -138,3 +138,29 @@ def test_mpii_refiner_script_writes_the_same_weights_twice(tmp_path):
     assert first['meta']['gate_margins_chosen'] == second['meta']['gate_margins_chosen']
     a, b = first['state_dict'], second['state_dict']
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_spawned_workers_skip_only_the_warnings_this_process_printed():
+    """benchmarks/parallel_training.py: a process started while the pool is
+    open ignores the two import warnings every worker would repeat, prints
+    any other, and the environment is restored afterwards."""
+    import os
+    import subprocess
+    import sys
+    from benchmarks.parallel_training import _worker_warnings_quiet
+    code = ("import warnings; warnings.warn('pkg_resources is deprecated as an API'); "
+            "warnings.warn('The metainfo config file x does not exist'); "
+            "warnings.warn('something else')")
+    before = os.environ.get('PYTHONWARNINGS')
+
+    def stderr():
+        return subprocess.run([sys.executable, '-c', code], capture_output=True,
+                              text=True).stderr
+
+    with _worker_warnings_quiet():
+        quiet = stderr()
+    loud = stderr()
+    assert 'something else' in quiet and 'pkg_resources' not in quiet
+    assert 'metainfo' not in quiet
+    assert 'pkg_resources' in loud and 'metainfo' in loud
+    assert os.environ.get('PYTHONWARNINGS') == before
