@@ -34,7 +34,7 @@ make the class move on others. The three refiners train side by side
 Writes ``<work-dir>/h36m.json``.
 
     python -m benchmarks.benchmark_h36m [--data DIR] [--work-dir DIR] [--seed 0]
-        [--margin-subjects S7 S8] [--margin-z 2] [--workers N]
+        [--margin-subjects S7 S8] [--margin-z 2] [--[no-]flip-test] [--workers N]
 """
 import argparse
 import json
@@ -95,6 +95,9 @@ def parse_args(argv=None):
     parser.add_argument('--margin-z', type=float, default=2.0,
                         help='standard errors by which a joint class\'s gain on the margin '
                         'subject must exceed 0 for it to move (0: any gain)')
+    parser.add_argument('--flip-test', action=argparse.BooleanOptionalAction, default=False,
+                        help='test_cfg.flip_test of the refiners (the margin choice and the '
+                        'refinement; on in the MPII benchmark, off here by default)')
     parser.add_argument('--workers', type=positive_int, default=default_workers(),
                         help='refiners trained side by side, one process each (default: '
                         'the cores this process may use; the results do not depend on it)')
@@ -122,7 +125,7 @@ def main(argv=None):
         gt_poses = PoseSource(to_box_frame(gt[frames], extent_boxes(gt[frames])), labelled)
         # Human3.6M's skeleton order is MPII's: the MPII refiner's layout fits
         return TrainingJob(label, refiner_config(args.embed_dim, args.num_heads,
-                                                 args.quality_kind),
+                                                 args.quality_kind, args.flip_test),
                            gt_poses, real, None, seed, args.iters, args.batch_size,
                            SamplerConfig(real_prob=0.5))
 
@@ -155,7 +158,8 @@ def main(argv=None):
               'train_seconds': sum(info['seconds'] for _, info in trained), 'seed': args.seed,
               'iters': args.iters, 'gate_margins': margins_json(margins),
               'gate_margins_chosen_on': list(args.margin_subjects), 'margin_z': args.margin_z,
-              'refiner': refiner_config(args.embed_dim, args.num_heads, args.quality_kind),
+              'refiner': refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
+                                        args.flip_test),
               'seconds': log.elapsed()}
     for s in TEST_SUBJECTS:
         sel = subject[test] == s
