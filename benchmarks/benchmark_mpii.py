@@ -403,10 +403,10 @@ def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
                     f'{m} {np.round(offsets[m], 4).tolist() if m in offsets else "kept"}'
                     for m in MODELS))
         jobs += [training_job(f'fold {f} inner', data, args,
-                              data.real(inner_idx, MODELS, fold_offsets[f][0]), None,
+                              data.real(inner_idx, MODELS, inner_offsets), None,
                               args.seed * 100 + 10 + f),
                  training_job(f'fold {f}', data, args,
-                              data.real(train_idx, MODELS, fold_offsets[f][1]), None,
+                              data.real(train_idx, MODELS, offsets), None,
                               args.seed * 100 + f)]
     trained = train_refiners(jobs, args.workers, log)
     seconds, margins = sum(info['seconds'] for _, info in trained), {}
