@@ -7,7 +7,8 @@ from mmpose.registry import MODELS
 
 from mmport.datasets import load_pose_results
 from mmport.models.do_no_harm import (DISTANCE_FLOOR, choose_gate_margins, expected_gain_gate,
-                                     expected_quality, joint_tolerances, quality_loss)
+                                     expected_quality, joint_tolerances, joints_outside_boxes,
+                                     outside_box_margins, quality_loss)
 from tests.conftest import PANOPTIC_PRED
 
 HAND_META = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
@@ -91,6 +92,58 @@ def test_per_joint_margins_keep_a_joint_class_fixed(real):
     assert torch.equal(out[:, fixed], kpts[:, fixed])
     others = [j for j in range(21) if j not in fixed]
     assert torch.equal(replaced[:, others], shared[:, others])
+
+
+def test_joints_outside_their_box_get_the_outside_box_margin():
+    kpts = torch.tensor([[[0., 0.], [10., 5.], [11., 5.], [5., -1.]],
+                         [[2., 2.], [3., 3.], [0., 0.], [30., 3.]]])
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 4., 4.]])
+    outside = joints_outside_boxes(kpts, boxes)
+    # on the box's edge is inside
+    np.testing.assert_array_equal(outside.numpy(), [[False, False, True, True],
+                                                    [False, False, True, True]])
+    inf = float('inf')
+    margins = outside_box_margins([0.1, inf, inf, 0.0], outside, 0.05)
+    np.testing.assert_array_equal(margins.numpy(), [[0.1, inf, 0.05, 0.0],
+                                                    [0.1, inf, 0.05, 0.0]])
+    np.testing.assert_array_equal(outside_box_margins(0.2, outside, 0.0).numpy(),
+                                  [[0.2, 0.2, 0.0, 0.0], [0.2, 0.2, 0.0, 0.0]])
+    # per-joint margins (B, K) are what the gate takes
+    quality = torch.tensor([[[0.0, 0.1]] * 4] * 2)
+    np.testing.assert_array_equal(expected_gain_gate(quality, margins).numpy(),
+                                  [[False, False, True, True], [False, False, True, True]])
+    with pytest.raises(ValueError, match='one per joint class'):
+        outside_box_margins([0.0, 0.0], outside, 0.0)
+    with pytest.raises(ValueError, match='outside_box_margin'):
+        outside_box_margins(0.0, outside, -0.1)
+
+
+def test_refiner_moves_joints_outside_their_box_whatever_their_class_margin(real):
+    kpts, scores, boxes = real
+    kpts, scores = kpts.clone(), scores.clone()
+    # one doubtful joint per instance put outside its box, as a placeholder
+    # at the image origin or a joint on another person would lie
+    rows, cols = torch.arange(len(kpts)), torch.arange(len(kpts)) % 21
+    kpts[rows, cols] = boxes[rows, :2] - 40
+    scores[rows, cols] = 0.0
+    refiner = gated_refiner(gate_margin=float('inf'))
+    _, fixed = refiner.refine(kpts, scores, boxes)
+    assert not fixed.any()  # inf: no joint moves
+    refiner.test_cfg['outside_box_margin'] = 0.0
+    out, replaced = refiner.refine(kpts, scores, boxes)
+    _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes, scores < 0.5)
+    outside = joints_outside_boxes(kpts, boxes)
+    assert outside[rows, cols].all()
+    gain = quality[..., 1] > quality[..., 0]
+    expected = outside & (scores < 0.5) & gain
+    # the test sees joints outside that move and that do not, and joints
+    # inside that would move at margin 0
+    assert expected.sum() >= 5 and (outside & ~gain).sum() >= 5
+    assert ((scores < 0.5) & gain & ~outside).sum() >= 20
+    assert torch.equal(replaced, expected)
+    assert torch.equal(out[~replaced], kpts[~replaced])
+    with pytest.raises(ValueError, match='outside_box_margin'):
+        gated_refiner(outside_box_margin=-1.0)
 
 
 def test_gate_needs_an_error_head():

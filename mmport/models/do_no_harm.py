@@ -87,8 +87,9 @@ def expected_gain_gate(quality: Optional[Tensor],
             ``[..., 0]`` and of the reconstruction ``[..., 1]``.
         margin (float | sequence[float] | Tensor): The gain required (in the
             quality's units: log distance ratio, or keypoint similarity),
-            one for all joints or one per joint (K,); ``inf`` keeps a joint
-            class where it is (for joint classes whose moves did not help on
+            one for all joints, one per joint class (K,) or one per joint
+            (B, K) (see :func:`outside_box_margins`); ``inf`` keeps a joint
+            where it is (e.g. for joint classes whose moves did not help on
             training data).
 
     Returns:
@@ -97,10 +98,58 @@ def expected_gain_gate(quality: Optional[Tensor],
     if quality is None:
         raise ValueError('the do-no-harm gate needs a network built with predict_errors=True')
     margin = torch.as_tensor(margin, dtype=quality.dtype, device=quality.device)
-    if margin.ndim > 1 or (margin.ndim == 1 and margin.shape[0] != quality.shape[1]):
-        raise ValueError(f'margin must be a number or one per joint ({quality.shape[1]}), '
-                         f'got shape {tuple(margin.shape)}')
+    if margin.ndim > 2 or margin.shape != quality.shape[2 - margin.ndim:2]:
+        raise ValueError(f'margin must be a number, one per joint class ({quality.shape[1]}) '
+                         f'or one per joint {tuple(quality.shape[:2])}, got shape '
+                         f'{tuple(margin.shape)}')
     return quality[..., 1] - quality[..., 0] > margin
+
+
+def joints_outside_boxes(keypoints: Tensor, bboxes: Tensor) -> Tensor:
+    """Which joints lie outside the box that frames their instance.
+
+    Args:
+        keypoints (Tensor): (B, K, 2) positions.
+        bboxes (Tensor): (B, 4) boxes, xyxy.
+
+    Returns:
+        Tensor: bool (B, K), True outside the box (on its edge is inside).
+    """
+    lo, hi = bboxes[:, None, :2], bboxes[:, None, 2:]
+    return ((keypoints < lo) | (keypoints > hi)).any(-1)
+
+
+def outside_box_margins(margin: Union[float, Sequence[float], Tensor], outside: Tensor,
+                        outside_box_margin: float) -> Tensor:
+    """Per-joint gate margins: a joint outside its instance's box gets at
+    most ``outside_box_margin``.
+
+    A joint outside the box that frames its instance (the detection box, or
+    the annotation's) is off the body: a results file's placeholder at the
+    image origin, a joint put on another person or on a point the method
+    defines elsewhere. Validations of good methods hold few such joints,
+    too few for a joint class's margin to be chosen on them, and a margin
+    chosen on the class's joints inside the box, where an error is a matter
+    of a few pixels, does not say how to treat them: they move wherever the
+    network expects a gain of more than ``outside_box_margin``.
+
+    Args:
+        margin (float | sequence[float] | Tensor): One margin for all
+            joints, or one per joint class (K,).
+        outside (Tensor): bool (B, K), from :func:`joints_outside_boxes`.
+        outside_box_margin (float): The margin of the joints outside.
+
+    Returns:
+        Tensor: (B, K) float64 margins, for :func:`expected_gain_gate`.
+    """
+    margin = torch.as_tensor(margin, dtype=torch.float64, device=outside.device)
+    if margin.ndim > 1 or (margin.ndim == 1 and margin.shape[0] != outside.shape[1]):
+        raise ValueError(f'margin must be a number or one per joint class ({outside.shape[1]}), '
+                         f'got shape {tuple(margin.shape)}')
+    if not outside_box_margin >= 0:
+        raise ValueError(f'outside_box_margin must be 0 or more, got {outside_box_margin}')
+    margin = margin.expand(outside.shape)
+    return torch.where(outside, margin.clamp(max=outside_box_margin), margin)
 
 
 # margins tried by choose_gate_margins, in keypoint-similarity units; inf

@@ -12,7 +12,8 @@ from torch import Tensor
 from mmport.structures.instance_batch import check_instance_batch
 from mmport.structures.normalization import frame_from_bboxes, from_frame, to_frame, valid_bboxes
 from .do_no_harm import (QUALITY_KINDS, expected_gain_gate, expected_quality,
-                         joint_tolerances, quality_loss)
+                         joint_tolerances, joints_outside_boxes, outside_box_margins,
+                         quality_loss)
 from .instance_rescoring import (calibrated_similarity, expected_instance_similarity,
                                  rescored_instance_scores)
 
@@ -86,7 +87,11 @@ class PORTRefiner(BaseModel):
             reconstruction's estimated quality beats its input's) and
             ``gate_margin`` (default 0: the expected gain in quality that
             moving must bring; a number, or a list of one per joint where
-            ``inf`` never moves that joint) and ``rescore`` (default 0: the
+            ``inf`` never moves that joint) and ``outside_box_margin``
+            (default None: off; a number gives the joints that lie outside
+            their instance's box at most that margin, see
+            :func:`mmport.models.do_no_harm.outside_box_margins`) and
+            ``rescore`` (default 0: the
             weight of the expected OKS in the instance scores that
             :meth:`refine_and_rescore` returns; needs
             ``quality_kind='keypoint_similarity'``) and
@@ -130,13 +135,18 @@ class PORTRefiner(BaseModel):
         self.train_cfg.setdefault('error_loss_weight', 0.05)
         self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
                          'chunk_size': 128, 'flip_test': False, 'gate': False,
-                         'gate_margin': 0.0, 'rescore': 0.0, 'rescore_calibration': None,
-                         **(test_cfg or {})}
+                         'gate_margin': 0.0, 'outside_box_margin': None, 'rescore': 0.0,
+                         'rescore_calibration': None, **(test_cfg or {})}
         if self.test_cfg['gate'] and not getattr(self.network, 'predict_errors', False):
             raise ValueError('test_cfg.gate needs a network with predict_errors=True')
         if self.test_cfg['rescore'] and not self.can_rescore:
             raise ValueError("test_cfg.rescore needs a network with predict_errors=True and "
                              "quality_kind='keypoint_similarity'")
+        outside_margin = self.test_cfg['outside_box_margin']
+        if outside_margin is not None and (isinstance(outside_margin, bool) or not (
+                isinstance(outside_margin, (int, float)) and outside_margin >= 0)):
+            raise ValueError('test_cfg.outside_box_margin must be None or a number >= 0, got '
+                             f'{outside_margin!r}')
         if self.test_cfg['rescore_calibration'] is not None:
             # fails here, not at the first batch, on a malformed map
             calibrated_similarity(torch.zeros(1), self.test_cfg['rescore_calibration'])
@@ -231,8 +241,9 @@ class PORTRefiner(BaseModel):
         placeholder values and come back unchanged. With ``test_cfg.gate``
         a joint below the threshold is replaced only where the network
         expects its reconstruction to be better than its input
-        (:func:`mmport.models.do_no_harm.expected_gain_gate`); the others
-        keep the input exactly.
+        (:func:`mmport.models.do_no_harm.expected_gain_gate`, with
+        ``test_cfg.outside_box_margin`` for the joints outside their box);
+        the others keep the input exactly.
         """
         refined, replaced, _, _ = self._refine_batch(keypoints, scores, bboxes, score_thr)
         return refined, replaced
@@ -263,7 +274,11 @@ class PORTRefiner(BaseModel):
                                                     candidates, check=False)
         replaced = candidates
         if self.test_cfg['gate']:
-            replaced = candidates & expected_gain_gate(quality, self.test_cfg['gate_margin'])
+            margin = self.test_cfg['gate_margin']
+            if self.test_cfg['outside_box_margin'] is not None:
+                margin = outside_box_margins(margin, joints_outside_boxes(safe_kpts, safe_boxes),
+                                             self.test_cfg['outside_box_margin'])
+            replaced = candidates & expected_gain_gate(quality, margin)
         if self.test_cfg['blend'] == 'linear':
             w = (safe_scores / score_thr).clamp(0, 1)[..., None]
             rec = w * safe_kpts + (1 - w) * rec
