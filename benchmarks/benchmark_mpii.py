@@ -40,8 +40,10 @@ the two decides); the held-out model's predictions enter no choice, and a
 finite margin must also beat leaving the joint class where it is by
 ``--held-out-margin-z`` standard errors (default 2, images as clusters;
 ``--margin-z`` for the cross-validated run, default 0). In both runs a joint
-class that stays gets ``--stay-margin`` (default ``STAY_MARGIN``) where that
-costs nothing on the inner validation, else inf.
+that lies outside its instance's box moves wherever the network expects a
+gain of more than ``--outside-box-margin`` (default ``OUTSIDE_BOX_MARGIN``;
+``test_cfg.outside_box_margin``), whatever its class's margin, so the
+class margins are chosen on the joints inside the boxes.
 
 The refiners of a run are independent of each other and train side by side
 (``--workers`` processes, default one per core; each seeds itself, so the
@@ -56,7 +58,8 @@ ground truth at test time).
 Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
-        [--margin-z 0] [--held-out-margin-z 2] [--stay-margin 0.5] [--outlier-prob 0.05]
+        [--margin-z 0] [--held-out-margin-z 2] [--outside-box-margin 0|none]
+        [--outlier-prob 0.05]
         [--[no-]flip-test] [--workers N] [--model-offsets] [--skip-cross-validated]
         [--skip-held-out-model]
 """
@@ -80,7 +83,7 @@ import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.datasets.grouped_folds import grouped_folds  # noqa: E402
 from mmport.evaluation import mpii_pose_errors  # noqa: E402
 from mmport.evaluation.functional import move_outcomes  # noqa: E402
-from mmport.models.do_no_harm import choose_gate_margins  # noqa: E402
+from mmport.models.do_no_harm import choose_gate_margins, joints_outside_boxes  # noqa: E402
 
 MODELS = ('tompson', 'hg_s1', 'hg_s8')
 MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
@@ -89,10 +92,11 @@ METAINFO = dict(from_file='configs/_base_/datasets/mpii.py')
 # far outliers in the training inputs (SamplerConfig.outlier_prob): a results
 # file's placeholder for a joint the method gave none, a joint off the body
 OUTLIER_PROB = 0.05
-# the gate margin of the joint classes the inner validation keeps where they
-# are: in keypoint-similarity units, a joint moves only where the network
-# expects its reconstruction to score half a similarity above its input
-STAY_MARGIN = 0.5
+# the gate margin of the joints outside their instance's box
+# (test_cfg.outside_box_margin): off the body, they move wherever the
+# network expects a gain; the inner validations hold too few of them to
+# choose a margin per joint class (docs/benchmarks.md)
+OUTSIDE_BOX_MARGIN = 0.0
 # flip test (test_cfg.flip_test): each pose and its mirror image, averaged,
 # in the margin choice and in the refinement; training flips at random, so
 # the network should read both the same, and where it does not (one side's
@@ -101,13 +105,16 @@ FLIP_TEST = True
 
 
 def refiner_config(embed_dim: int = 64, num_heads: int = 2,
-                   quality_kind: str = 'keypoint_similarity', flip_test: bool = False) -> dict:
+                   quality_kind: str = 'keypoint_similarity', flip_test: bool = False,
+                   outside_box_margin: Optional[float] = None) -> dict:
     """The score-free refiner: positions only, every joint a hinted
     candidate (hint mode keeps each doubtful position visible). The gate
     compares estimated keypoint similarities by default (``quality_kind``;
     PCKh, like OKS, rewards only joints brought within a tolerance).
     ``flip_test`` averages the reconstructions and error estimates of each
-    pose and its mirror image (``test_cfg.flip_test``)."""
+    pose and its mirror image (``test_cfg.flip_test``);
+    ``outside_box_margin`` is the gate margin of the joints outside their
+    box (``test_cfg.outside_box_margin``, None: their class's)."""
     return dict(
         type='PORTRefiner',
         metainfo=METAINFO,
@@ -120,7 +127,8 @@ def refiner_config(embed_dim: int = 64, num_heads: int = 2,
         # and a candidate; the do-no-harm gate moves those whose estimated
         # error the reconstruction lowers
         test_cfg=dict(score_thr=1.0, blend='replace', min_confident=0, gate=True,
-                      gate_margin=0.0, flip_test=flip_test))
+                      gate_margin=0.0, outside_box_margin=outside_box_margin,
+                      flip_test=flip_test))
 
 
 def parse_args(argv=None):
@@ -139,9 +147,10 @@ def parse_args(argv=None):
     parser.add_argument('--held-out-margin-z', type=float, default=2.0,
                         help='the same for the held-out-model run, whose validations are '
                         'other models than the one it refines')
-    parser.add_argument('--stay-margin', type=float, default=STAY_MARGIN,
-                        help='gate margin of the joint classes that the inner validation '
-                        'keeps where they are (choose_gate_margins\' stay_margin)')
+    parser.add_argument('--outside-box-margin', type=margin_or_none,
+                        default=OUTSIDE_BOX_MARGIN,
+                        help="gate margin of the joints outside their instance's box, "
+                        "whatever their class's ('none': their class's)")
     parser.add_argument('--outlier-prob', type=float, default=OUTLIER_PROB,
                         help='per-joint probability of a far outlier in the training inputs '
                         '(SamplerConfig.outlier_prob)')
@@ -159,6 +168,16 @@ def parse_args(argv=None):
     parser.add_argument('--skip-cross-validated', action='store_true')
     parser.add_argument('--skip-held-out-model', action='store_true')
     return parser.parse_args(argv)
+
+
+def margin_or_none(text: str) -> Optional[float]:
+    """A gate margin (a number >= 0) or ``'none'``, for argparse."""
+    if text.lower() == 'none':
+        return None
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f'a margin must be 0 or more, got {text}')
+    return value
 
 
 def prediction_boxes(pred: np.ndarray, predicted: np.ndarray, margin: float = 0.15,
@@ -287,12 +306,18 @@ def pckh_costs(pred: np.ndarray, gt: np.ndarray, tolerance: np.ndarray) -> np.nd
 def margin_inputs(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndarray,
                   labelled: np.ndarray, tolerance: np.ndarray) -> tuple:
     """The arguments of :func:`choose_gate_margins` (expected gain (N, K),
-    input and reconstruction costs (N, K, 2), labelled (N, K)) from
-    validation predictions (N, K, 2) with their ground truth and PCKh
-    tolerances (N,)."""
+    input and reconstruction costs (N, K, 2), the joints to count (N, K))
+    from validation predictions (N, K, 2) in their boxes (N, 4) with their
+    ground truth and PCKh tolerances (N,). The joints to count are the
+    labelled ones, without those outside their box where the model's
+    ``test_cfg.outside_box_margin`` decides them whatever their class's
+    margin."""
     rec, gain = reconstructions(model, keypoints, bboxes)
+    counted = torch.from_numpy(labelled)
+    if model.test_cfg.get('outside_box_margin') is not None:
+        counted &= ~joints_outside_boxes(torch.from_numpy(keypoints), torch.from_numpy(bboxes))
     return (torch.from_numpy(gain), torch.from_numpy(pckh_costs(keypoints, gt, tolerance)),
-            torch.from_numpy(pckh_costs(rec, gt, tolerance)), torch.from_numpy(labelled))
+            torch.from_numpy(pckh_costs(rec, gt, tolerance)), counted)
 
 
 def choose_margins(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndarray,
@@ -327,14 +352,12 @@ def lowers_pckh_costs(pred: np.ndarray, shifted: np.ndarray, gt: np.ndarray,
     return tuple(after) < tuple(before)
 
 
-def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models,
-                        z: float = 0.0, stay_margin: float = STAY_MARGIN,
+def choose_mpii_margins(model, data: 'MPIIData', idx: np.ndarray, models, z: float = 0.0,
                         offsets: Optional[dict] = None) -> list:
     """Gate margins chosen on persons ``idx`` predicted by ``models``
     (pooled, ``offsets`` removed), with confidence bound ``z`` (images as
     clusters)."""
     return choose_gate_margins(*mpii_margin_inputs(model, data, idx, models, offsets), z=z,
-                               stay_margin=stay_margin,
                                clusters=torch.from_numpy(np.tile(data.image_id[idx],
                                                                  len(models))))
 
@@ -366,7 +389,7 @@ def training_job(label: str, data: MPIIData, args, real, donors, seed: int) -> T
     weights come from ``seed``: a run that skips a part reproduces the
     other's numbers, whatever the number of workers."""
     return TrainingJob(label, refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
-                                             args.flip_test),
+                                             args.flip_test, args.outside_box_margin),
                        data.train, real, donors, seed, args.iters, args.batch_size,
                        SamplerConfig(real_prob=0.3 if real is not None else 0.0,
                                      outlier_prob=args.outlier_prob))
@@ -416,7 +439,7 @@ def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
         (inner, _), (model, _) = trained[2 * f:2 * f + 2]
         inner_offsets, fold_offset = fold_offsets[f]
         margins[f] = {m: choose_mpii_margins(inner, data, np.flatnonzero(folds == v), [m],
-                                             args.margin_z, args.stay_margin, inner_offsets)
+                                             args.margin_z, inner_offsets)
                       for m in MODELS}
         log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
             f'{m} {format_margins(x)}' for m, x in margins[f].items()))
@@ -479,8 +502,7 @@ def held_out_model_run(data: MPIIData, args, log: ProgressLog) -> dict:
         domains = torch.cat([torch.full((len(p[0]),), i) for i, p in enumerate(parts)])
         clusters = torch.from_numpy(np.tile(data.image_id[val_idx], len(pairs)))
         margins = choose_gate_margins(*(torch.cat(x) for x in zip(*parts)), domains=domains,
-                                      z=args.held_out_margin_z, clusters=clusters,
-                                      stay_margin=args.stay_margin)
+                                      z=args.held_out_margin_z, clusters=clusters)
         log(f'held-out {m}: margins chosen leaving one of {others} out: '
             f'{format_margins(margins)}')
         model.test_cfg['gate_margin'] = margins
@@ -544,9 +566,9 @@ def main(argv=None):
     result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
                   model_offsets=args.model_offsets, margin_z=args.margin_z,
                   held_out_margin_z=args.held_out_margin_z,
-                  outlier_prob=args.outlier_prob, stay_margin=margins_json([args.stay_margin])[0],
+                  outlier_prob=args.outlier_prob, outside_box_margin=args.outside_box_margin,
                   refiner=refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
-                                         args.flip_test),
+                                         args.flip_test, args.outside_box_margin),
                   seconds=log.elapsed())
     out_json = osp.join(args.work_dir, 'mpii.json')
     with open(out_json, 'w') as f:

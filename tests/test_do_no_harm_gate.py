@@ -271,32 +271,6 @@ def test_margins_with_domains_guard_the_worst_domain():
         choose_gate_margins(gain, input_cost, recon_cost, domains=domains[:4])
 
 
-def test_stay_margin_replaces_inf_where_it_costs_nothing():
-    inf = float('inf')
-    # joint 0: only small gains, every move hurts; joint 1: moves hurt, and
-    # so does the one large gain (0.7); joint 2: nothing to gain, no move
-    # hurts at 0.5 or above
-    gain = torch.tensor([[0.1, 0.7, 0.0], [0.3, 0.3, 0.0], [0.2, 0.01, 0.0]])
-    input_cost = torch.zeros(3, 3)
-    recon_cost = torch.tensor([[1., 1., 1.], [1., 1., 1.], [1., 1., 1.]])
-    assert choose_gate_margins(gain, input_cost, recon_cost) == [inf, inf, inf]
-    # stay margin 0.5: joints 0 and 2 move nothing there and take it; joint 1
-    # would lose its 0.7 move there, so it stays at inf
-    assert choose_gate_margins(gain, input_cost, recon_cost,
-                               stay_margin=0.5) == [0.5, inf, 0.5]
-    # a margin that helps still beats the stay margin
-    helped = torch.tensor([[0., 1., 0.], [0., 1., 0.], [0., 1., 0.]])
-    assert choose_gate_margins(gain, input_cost + helped, recon_cost * (1 - helped),
-                               stay_margin=0.5)[1] == 0.0
-    # one that helps less than the stay margin's own moves does not
-    cost = torch.tensor([[1., 0., 0.], [1., 0., 0.], [0., 0., 0.]])
-    rec = torch.tensor([[0., 0., 0.], [1., 0., 0.], [1., 0., 0.]])
-    big = torch.tensor([[0.9, 0., 0.], [0.3, 0., 0.], [0.2, 0., 0.]])
-    assert choose_gate_margins(big, cost, rec, stay_margin=0.5)[0] == 0.5
-    with pytest.raises(ValueError, match='stay_margin'):
-        choose_gate_margins(gain, input_cost, recon_cost, stay_margin=-1.0)
-
-
 def test_margins_with_a_confidence_bound_refuse_noisy_gains():
     inf = float('inf')
     gain = torch.full((40, 1), 0.5)

@@ -164,3 +164,26 @@ def test_shipped_mpii_refiner_does_not_lower_pckh(model):
     # the gate leaves some joints exactly where they were
     kept = ~moved.numpy()
     assert kept.any() and np.array_equal(refined.numpy()[kept], pred.numpy()[kept])
+
+
+def test_margin_inputs_leave_out_joints_the_outside_box_margin_decides(score_free_ckpt):
+    """The class margins are chosen on the joints inside their boxes when
+    the refiner decides those outside by ``test_cfg.outside_box_margin``:
+    on Tompson et al.'s real predictions (pelvis and thorax often far off
+    the body) the labelled joints outside their annotation box do not
+    count, all the others do."""
+    from benchmarks.benchmark_mpii import build_refiner, margin_inputs, refiner_config
+    d = np.load(f'{REPO}/{MPII}')
+    n = 200
+    pred, boxes = d['pred_tompson'][:n].astype(float), d['val_bbox'][:n].astype(float)
+    labelled = d['val_visibility'][:n] > 0
+    args = (pred, boxes, d['val_gt'][:n].astype(float), labelled,
+            0.5 * d['val_head_size'][:n].astype(float))
+    outside = ((pred < boxes[:, None, :2]) | (pred > boxes[:, None, 2:])).any(-1)
+    assert (outside & labelled).sum() >= 20  # the test sees such joints
+    state = torch.load(score_free_ckpt, weights_only=False)['state_dict']
+    for margin, counted in ((None, labelled), (0.0, labelled & ~outside)):
+        model = build_refiner(refiner_config(embed_dim=16, num_heads=1,
+                                             outside_box_margin=margin))
+        model.load_state_dict(state)
+        np.testing.assert_array_equal(margin_inputs(model, *args)[3].numpy(), counted)

@@ -161,8 +161,7 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
                         weight: Optional[Tensor] = None,
                         margins: Sequence[float] = MARGIN_GRID,
                         domains: Optional[Tensor] = None, z: float = 0.0,
-                        clusters: Optional[Tensor] = None,
-                        stay_margin: float = float('inf')) -> List[float]:
+                        clusters: Optional[Tensor] = None) -> List[float]:
     """Choose one gate margin per joint class on validation data (data the
     refiner was not trained on, with ground truth), for
     ``test_cfg.gate_margin``.
@@ -191,13 +190,9 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
     ``clusters`` id summed first (correlated samples: a video's frames, an
     image's persons), so that a few lucky moves do not pass for a gain.
 
-    A finite ``stay_margin`` replaces ``inf`` as the margin of the joint
-    classes that stay, wherever it costs nothing in any domain (else they
-    get ``inf``): on inputs like the validation's it moves (almost)
-    nothing, but a joint whose input the network finds far worse than its
-    reconstruction (e.g. a method's placeholder at the image origin, which
-    no validation shows) still moves. The other margins must beat it as
-    they beat ``inf``.
+    Joints that a validation rarely shows, such as a method's placeholder
+    at the image origin, are better left out of ``weight`` and given a
+    margin of their own (:func:`outside_box_margins`).
 
     Args:
         gain (Tensor): (N, K) expected gain of the reconstruction over the
@@ -216,12 +211,10 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
             must beat ``inf``'s (default 0: any improvement).
         clusters (Tensor, optional): int (N,), samples whose differences
             are summed before the standard error (default each its own).
-        stay_margin (float): The margin of the joint classes that stay,
-            where it is harmless on the validation (default ``inf``).
 
     Returns:
-        list[float]: K margins (``stay_margin`` or ``inf`` for the joint
-        classes kept where they are).
+        list[float]: K margins (``inf`` for the joint classes kept where
+        they are).
     """
     gain = torch.as_tensor(gain, dtype=torch.float64)
     input_cost = torch.as_tensor(input_cost, dtype=torch.float64)
@@ -239,8 +232,6 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
         raise ValueError('the costs of the counted joints must be finite')
     if not z >= 0:
         raise ValueError(f'z must be 0 or more, got {z}')
-    if not stay_margin >= 0:
-        raise ValueError(f'stay_margin must be 0 or more, got {stay_margin}')
     n = gain.shape[0]
     domains = torch.zeros(n, dtype=torch.long) if domains is None else torch.as_tensor(domains)
     clusters = torch.arange(n) if clusters is None else torch.as_tensor(clusters)
@@ -257,9 +248,7 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
     # cost lowered by moving, per joint: 0 where the joint stays
     saving = (input_cost - reconstruction_cost) * weight[..., None]
     # largest first: a later margin must be strictly better to win
-    grid = sorted({float(m) for m in margins} | {float('inf'), float(stay_margin)},
-                  reverse=True)
-    stay = grid.index(float(stay_margin))
+    grid = sorted({float(m) for m in margins} | {float('inf')}, reverse=True)
     num_k = gain.shape[1]
     worst = [[[0.0] * saving.shape[2]] * num_k]  # inf: no improvement
     eligible = [[False] * num_k]
@@ -279,11 +268,10 @@ def choose_gate_margins(gain: Tensor, input_cost: Tensor, reconstruction_cost: T
         eligible.append([all(_beats_staying(improvement[d, k], bound[d, k])
                              for d in range(num_domains)) for k in range(num_k)])
     chosen = []
-    no_change = [0.0] * saving.shape[2]
     for k in range(num_k):
-        best = stay if worst[stay][k] >= no_change else 0
+        best = 0
         for i in range(1, len(grid)):
-            if i != stay and eligible[i][k] and worst[i][k] > worst[best][k]:
+            if eligible[i][k] and worst[i][k] > worst[best][k]:
                 best = i
         chosen.append(grid[best])
     return chosen
