@@ -23,7 +23,10 @@ synthetic errors, far outliers (``OUTLIER_PROB``), and real predictions.
   predictions of all validation persons. Each training model's error
   vectors are centred on its common offset
   (:func:`benchmarks.score_free_training.common_offset`): an unseen model's
-  offset is not theirs, and the pose alone does not show it.
+  offset is not theirs, and the pose alone does not show it. Each of the
+  three refiners also refines the bundled BlazePose predictions on LSP,
+  LSP-Extended and COCO photos, a method of another kind
+  (:mod:`benchmarks.blazepose_as_mpii`; scored on the twelve limb joints).
 
 The do-no-harm gate's margins, one per joint class, are chosen on training
 data only (:func:`mmport.models.do_no_harm.choose_gate_margins`, best
@@ -74,6 +77,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.blazepose_as_mpii import blazepose_mpii_poses  # noqa: E402
 from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E402
                                           default_workers, positive_int, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
@@ -374,7 +378,15 @@ def margins_json(margins) -> list:
 
 
 def scores(data: MPIIData, idx: np.ndarray, init: np.ndarray, refined: dict) -> dict:
-    gt, vis, head = data.gt[idx], data.vis[idx], data.head[idx]
+    return pose_scores(init, refined, data.gt[idx], data.vis[idx], data.head[idx])
+
+
+def pose_scores(init: np.ndarray, refined: dict, gt: np.ndarray, vis: np.ndarray,
+                head: np.ndarray) -> dict:
+    """:func:`mpii_pose_errors` of predictions ``init`` (N, K, 2) and of
+    each of their ``refined`` versions (name -> (N, K, 2)), these with the
+    moves' outcomes, given the ground truth (N, K, 2), MPII visibility
+    (N, K) and head sizes (N,)."""
     out = {'baseline': mpii_pose_errors(init, gt, vis, head)}
     for name, pred in refined.items():
         out[name] = mpii_pose_errors(pred, gt, vis, head)
@@ -469,6 +481,7 @@ def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
 
 def held_out_model_run(data: MPIIData, args, log: ProgressLog) -> dict:
     out = {}
+    blazepose = blazepose_mpii_poses()
     allidx = np.arange(len(data.gt))
     # inner validation: a fifth of the persons (grouped by image), whose
     # error vectors the inner refiners do not see
@@ -509,6 +522,10 @@ def held_out_model_run(data: MPIIData, args, log: ProgressLog) -> dict:
         out[m] = scores(data, allidx, data.pred[m],
                         refine(model, data.pred[m], data.bbox[m]))
         out[m].update(trained_with=others, gate_margins=margins_json(margins))
+        # and a method of another kind, which no choice saw
+        out[m]['blazepose'] = pose_scores(blazepose.pred,
+                                          refine(model, blazepose.pred, blazepose.bbox),
+                                          blazepose.gt, blazepose.visibility, blazepose.head_size)
     out['train_seconds'] = seconds
     return out
 
@@ -534,12 +551,17 @@ def format_margin_lines(result: dict) -> str:
 def format_table(result: dict) -> str:
     rows = [('run', 'model', 'PCKh@0.5', 'PCKh@0.5 all', 'EPE px', 'EPE occl. px',
              'moved', 'worsened')]
-    for run in ('cross_validated', 'held_out_model'):
-        for gate, m in ((g, m) for g in GATES for m in MODELS):
-            if run not in result:
-                continue
-            b, r = result[run][m]['baseline'], result[run][m][gate]
-            rows.append((run + GATE_LABELS[gate], MODEL_NAMES[m],
+    # run label -> (model column, scores) per MPII model
+    groups = {run: [(MODEL_NAMES[m], result[run][m]) for m in MODELS]
+              for run in ('cross_validated', 'held_out_model') if run in result}
+    if 'held_out_model' in result:
+        groups['held_out_model on BlazePose'] = [
+            (f'refiner w/o {MODEL_NAMES[m]}', result['held_out_model'][m]['blazepose'])
+            for m in MODELS]
+    for run, entries in groups.items():
+        for gate, (name, res) in ((g, e) for g in GATES for e in entries):
+            b, r = res['baseline'], res[gate]
+            rows.append((run + GATE_LABELS[gate], name,
                          f'{100 * b["PCKh@0.5"]:.2f} -> {100 * r["PCKh@0.5"]:.2f}',
                          f'{100 * b["PCKh@0.5_all"]:.2f} -> {100 * r["PCKh@0.5_all"]:.2f}',
                          f'{b["EPE"]:.2f} -> {r["EPE"]:.2f}',
