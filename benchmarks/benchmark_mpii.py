@@ -324,14 +324,6 @@ def margin_inputs(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndarr
             torch.from_numpy(pckh_costs(rec, gt, tolerance)), counted)
 
 
-def choose_margins(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndarray,
-                   labelled: np.ndarray, tolerance: np.ndarray) -> list:
-    """Per-joint gate margins chosen on validation predictions (N, K, 2)
-    with their ground truth and PCKh tolerances (N,)."""
-    return choose_gate_margins(*margin_inputs(model, keypoints, bboxes, gt, labelled,
-                                              tolerance))
-
-
 def mpii_margin_inputs(model, data: 'MPIIData', idx: np.ndarray, models,
                        offsets: Optional[dict] = None) -> tuple:
     """:func:`margin_inputs` of persons ``idx`` predicted by ``models``

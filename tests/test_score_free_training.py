@@ -135,7 +135,10 @@ def test_mpii_refiner_script_writes_the_same_weights_twice(tmp_path):
     finally:
         torch.set_num_threads(threads)  # main runs on one thread
     first, second = (torch.load(out, map_location='cpu', weights_only=False) for out in outs)
-    assert first['meta']['gate_margins_chosen'] == second['meta']['gate_margins_chosen']
+    assert first['meta']['cfg'] == second['meta']['cfg']
+    # the gate moves only joints outside their box: no class margin moves
+    assert 'gate_margin=1.0' in first['meta']['cfg']
+    assert 'outside_box_margin=0.0' in first['meta']['cfg']
     a, b = first['state_dict'], second['state_dict']
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
