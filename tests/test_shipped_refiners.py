@@ -140,6 +140,28 @@ def test_chained_config_takes_the_shipped_refiner_and_its_rule():
         assert torch.equal(model.refiner.state_dict()[key], value), key
 
 
+def test_mpii_refiner_exports_with_its_outside_box_gate(tmp_path):
+    """The shipped score-free MPII refiner moves only joints outside their
+    box: its ONNX export moves the same joints of real predictions (Tompson
+    et al.'s, whose pelvis and thorax often lie outside) as PyTorch."""
+    import onnxruntime as ort
+    from mmport.deployment import export_onnx
+    refiner = load_refiner('checkpoints/port_mpii16_scorefree.pth')
+    d = np.load('data/mpii/mpii_val_preds.npz')
+    kpts = d['pred_tompson'][:200].astype(np.float32)
+    boxes = d['val_bbox'][:200].astype(np.float32)
+    scores = np.zeros(kpts.shape[:2], np.float32)
+    refined, replaced = refiner.refine(torch.from_numpy(kpts), torch.from_numpy(scores),
+                                       torch.from_numpy(boxes))
+    outside = ((kpts < boxes[:, None, :2]) | (kpts > boxes[:, None, 2:])).any(-1)
+    assert replaced.sum() > 100 and not (replaced.numpy() & ~outside).any()
+    path = export_onnx(refiner, str(tmp_path / 'mpii.onnx'))
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    out, out_replaced = session.run(None, dict(keypoints=kpts, scores=scores, bboxes=boxes))
+    assert (out_replaced == replaced.numpy()).all()
+    assert np.abs(out - refined.numpy()).max() < 1e-2
+
+
 def test_gated_body_refiner_exports_with_its_gate(tmp_path):
     from mmport.deployment import compare_onnx_with_pytorch, export_onnx
     refiner = load_refiner(BODY)
