@@ -54,14 +54,12 @@ class MPIIPoses:
             labelled but occluded, 0 not labelled.
         bbox (np.ndarray): Annotation boxes (N, 4) xyxy.
         head_size (np.ndarray): (N,) PCKh's head size.
-        image_id (np.ndarray): int (N,), for clustering.
     """
     pred: np.ndarray
     gt: np.ndarray
     visibility: np.ndarray
     bbox: np.ndarray
     head_size: np.ndarray
-    image_id: np.ndarray
 
 
 def _midpoint(points: np.ndarray, pair: Sequence[int]) -> np.ndarray:
@@ -101,5 +99,4 @@ def blazepose_mpii_poses(sets: Sequence[str] = BLAZEPOSE_SETS,
     torso = np.linalg.norm(_midpoint(gt17, COCO_SHOULDERS) - _midpoint(gt17, COCO_HIPS),
                            axis=-1)
     return MPIIPoses(coco_to_mpii(body.pred[keep]), gt, visibility,
-                     body.bboxes[keep].astype(np.float64), HEAD_SIZE_PER_TORSO * torso,
-                     body.image_ids[keep])
+                     body.bboxes[keep].astype(np.float64), HEAD_SIZE_PER_TORSO * torso)
