@@ -66,6 +66,9 @@ def score_free_ckpt(tmp_path_factory):
                                                 train_score_free)
     data = MPIIData(f'{REPO}/{MPII}')
     cfg = refiner_config(embed_dim=16, num_heads=1)
+    # the initial weights from a seed, as the training draw: unseeded, one
+    # start in five or so moved none of the 40 persons' joints
+    torch.manual_seed(0)
     model = build_refiner(cfg)
     donors = data.real(np.arange(200), MODELS).error_vectors()
     sampler = ScoreFreeSampler(data.train, None, model.metainfo['flip_indices'], donors,
