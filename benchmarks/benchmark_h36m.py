@@ -34,7 +34,8 @@ make the class move on others. The three refiners train side by side
 Writes ``<work-dir>/h36m.json``.
 
     python -m benchmarks.benchmark_h36m [--data DIR] [--work-dir DIR] [--seed 0]
-        [--margin-subjects S7 S8] [--margin-z 2] [--[no-]flip-test] [--workers N]
+        [--margin-subjects S7 S8] [--margin-z 2] [--flip-prob 0.5] [--[no-]flip-test]
+        [--workers N]
 """
 import argparse
 import json
@@ -127,7 +128,7 @@ def main(argv=None):
         return TrainingJob(label, refiner_config(args.embed_dim, args.num_heads,
                                                  args.quality_kind, args.flip_test),
                            gt_poses, real, None, seed, args.iters, args.batch_size,
-                           SamplerConfig(real_prob=0.5))
+                           SamplerConfig(real_prob=0.5, flip_prob=args.flip_prob))
 
     # leave one margin subject out at a time: each is a domain, and a joint
     # class moves only where its moves help on every one of them

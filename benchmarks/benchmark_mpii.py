@@ -62,7 +62,7 @@ Writes ``<work-dir>/mpii.json`` and prints a table.
 
     python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
         [--margin-z 0] [--held-out-margin-z 2] [--outside-box-margin 0|none]
-        [--outlier-prob 0.05]
+        [--outlier-prob 0.05] [--flip-prob 0.5]
         [--[no-]flip-test] [--workers N] [--model-offsets] [--skip-cross-validated]
         [--skip-held-out-model]
 """
@@ -396,7 +396,7 @@ def training_job(label: str, data: MPIIData, args, real, donors, seed: int) -> T
                                              args.flip_test, args.outside_box_margin),
                        data.train, real, donors, seed, args.iters, args.batch_size,
                        SamplerConfig(real_prob=0.3 if real is not None else 0.0,
-                                     outlier_prob=args.outlier_prob))
+                                     outlier_prob=args.outlier_prob, flip_prob=args.flip_prob))
 
 
 def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:

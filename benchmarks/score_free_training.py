@@ -265,10 +265,19 @@ def train_score_free(model, sampler: ScoreFreeSampler, iters: int = 3000,
     return {'seconds': time.perf_counter() - start, 'loss': float(np.mean(running[-100:]))}
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
+def probability(text: str) -> float:
+    """argparse type of a probability (``--flip-prob``): a number in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {value}')
+    return value
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, iters: int,
+                           flip_prob: float = SamplerConfig.flip_prob) -> None:
     """The command-line options of a score-free training (seed, schedule,
-    network size, what the error head estimates), with ``iters`` iterations
-    by default."""
+    network size, what the error head estimates, mirrored poses), with
+    ``iters`` iterations and ``flip_prob`` by default."""
     parser.add_argument('--seed', type=int, default=0, help='training seed (and fold split, where there is one)')
     parser.add_argument('--iters', type=int, default=iters, help='training iterations')
     parser.add_argument('--batch-size', type=int, default=128)
@@ -277,3 +286,5 @@ def add_training_arguments(parser: argparse.ArgumentParser, iters: int) -> None:
     parser.add_argument('--quality-kind', default='keypoint_similarity',
                         choices=('keypoint_similarity', 'log_distance'),
                         help='what the error head estimates for the do-no-harm gate')
+    parser.add_argument('--flip-prob', type=probability, default=flip_prob,
+                        help='share of the training poses mirrored (SamplerConfig.flip_prob)')

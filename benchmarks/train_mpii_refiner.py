@@ -61,7 +61,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = build_refiner(cfg)
     sampler = ScoreFreeSampler(data.train, None, model.metainfo['flip_indices'], donors,
-                               SamplerConfig(real_prob=0.0))
+                               SamplerConfig(real_prob=0.0, flip_prob=args.flip_prob))
     info = train_score_free(model, sampler, args.iters, args.batch_size, seed=args.seed,
                             log=print)
     command = 'python -m benchmarks.train_mpii_refiner ' + ' '.join(

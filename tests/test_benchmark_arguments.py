@@ -1,10 +1,12 @@
-"""Every benchmark's command line refuses a worker count below 1."""
+"""Every benchmark's command line refuses a worker count below 1; the
+score-free ones refuse a share of mirrored poses outside [0, 1]."""
 import argparse
 import importlib
 
 import pytest
 
 from benchmarks.parallel_training import positive_int
+from benchmarks.score_free_training import probability
 
 
 def test_positive_int():
@@ -23,3 +25,19 @@ def test_benchmarks_refuse_fewer_than_one_worker(script, capsys):
     with pytest.raises(SystemExit):
         module.main(['--workers', '0'])
     assert 'must be 1 or more, got 0' in capsys.readouterr().err
+
+
+def test_probability():
+    assert probability('0') == 0.0 and probability('0.5') == 0.5 and probability('1') == 1.0
+    for bad in ('-0.1', '1.5'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            probability(bad)
+
+
+@pytest.mark.parametrize('script', ['benchmark_mpii', 'benchmark_h36m', 'train_mpii_refiner'])
+def test_score_free_trainings_refuse_a_flip_prob_outside_0_1(script, capsys):
+    module = importlib.import_module(f'benchmarks.{script}')
+    required = ['--out', 'unused.pth'] if script == 'train_mpii_refiner' else []
+    with pytest.raises(SystemExit):
+        module.parse_args(['--flip-prob', '2'] + required)
+    assert 'must be in [0, 1], got 2.0' in capsys.readouterr().err
