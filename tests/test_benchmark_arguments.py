@@ -1,5 +1,6 @@
 """Every benchmark's command line refuses a worker count below 1; the
-score-free ones refuse a share of mirrored poses outside [0, 1]."""
+score-free ones refuse a share of mirrored poses outside [0, 1], and
+Human3.6M mirrors none by default."""
 import argparse
 import importlib
 
@@ -41,3 +42,12 @@ def test_score_free_trainings_refuse_a_flip_prob_outside_0_1(script, capsys):
     with pytest.raises(SystemExit):
         module.parse_args(['--flip-prob', '2'] + required)
     assert 'must be in [0, 1], got 2.0' in capsys.readouterr().err
+
+
+def test_flip_prob_defaults():
+    """Human3.6M's detector errs differently on the left and the right, so
+    its refiners train on unmirrored poses; MPII's mirror half of them."""
+    from benchmarks import benchmark_h36m, benchmark_mpii, train_mpii_refiner
+    assert benchmark_h36m.parse_args([]).flip_prob == 0.0
+    assert benchmark_mpii.parse_args([]).flip_prob == 0.5
+    assert train_mpii_refiner.parse_args(['--out', 'unused.pth']).flip_prob == 0.5
