@@ -534,8 +534,9 @@ def format_margin_lines(result: dict) -> str:
             f'{m} f{f}: {format_margins([float(x) for x in ms])}' for m in MODELS
             for f, ms in result['cross_validated'][m]['gate_margins'].items()))
     if 'held_out_model' in result:
+        held_out = result['held_out_model']
         lines.append('gate margins, held-out model: ' + '; '.join(
-            f'{m}: {format_margins([float(x) for x in result["held_out_model"][m]["gate_margins"]])}'
+            f'{m}: {format_margins([float(x) for x in held_out[m]["gate_margins"]])}'
             for m in MODELS))
     return '\n'.join(lines)
 

@@ -119,8 +119,8 @@ def main():
         args.work_dir, 'panoptic', 'fold0',
         f'iter_{Config.fromfile(HAND_CFG).train_cfg.max_iters}.pth')
     if not osp.exists(checkpoint):
-        raise SystemExit(f'{checkpoint} is missing: run python -m benchmarks.benchmark_panoptic first '
-                         '(or pass --checkpoint)')
+        raise SystemExit(f'{checkpoint} is missing: run python -m benchmarks.benchmark_panoptic '
+                         'first (or pass --checkpoint)')
     refiner = load_refiner(checkpoint)
     k = refiner.num_keypoints
     out = {'threads': torch.get_num_threads(), 'batch': args.batch}
@@ -176,7 +176,8 @@ def main():
     # tools/test.py wall time on MMPose's COCO test images, refinement off / on
     coco_refiner = osp.join(args.work_dir, 'port_coco17_refiner.pth')
     if not osp.exists(coco_refiner):
-        raise SystemExit(f'{coco_refiner} is missing: run python -m benchmarks.benchmark_coco first')
+        raise SystemExit(f'{coco_refiner} is missing: run python -m benchmarks.benchmark_coco '
+                         'first')
     config = 'configs/port/port_td-hm_mobilenetv2_coco-256x192.py'
     off, on = [], []
     for _ in range(args.repeats):

@@ -278,7 +278,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, iters: int,
     """The command-line options of a score-free training (seed, schedule,
     network size, what the error head estimates, mirrored poses), with
     ``iters`` iterations and ``flip_prob`` by default."""
-    parser.add_argument('--seed', type=int, default=0, help='training seed (and fold split, where there is one)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='training seed (and fold split, where there is one)')
     parser.add_argument('--iters', type=int, default=iters, help='training iterations')
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--embed-dim', type=int, default=64)

@@ -184,7 +184,8 @@ class BatchMaker:
         has_real = np.isfinite(pool.real).all((1, 2))
         has_syn = np.isfinite(pool.synthetic[:, 0]).all((1, 2))
         weights = np.stack([has_real * settings.real,
-                            np.full(len(pool.gt), settings.transplant * (len(pool.donor_errors) > 0)),
+                            np.full(len(pool.gt),
+                                    settings.transplant * (len(pool.donor_errors) > 0)),
                             has_syn * settings.synthetic], 1).astype(np.float64)
         if (weights.sum(1) == 0).any():
             raise ValueError('some training persons have no possible input source')

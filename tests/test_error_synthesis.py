@@ -67,8 +67,8 @@ def test_swap_moves_joint_onto_a_nearby_person():
 
 def test_probabilities_honoured_over_many_draws():
     probs = dict(jitter=0.2, inversion=0.1, swap=0.0, miss=0.05)
-    t = SynthesizePoseErrors(probs=probs, metainfo=dict(from_file='configs/_base_/datasets/coco.py'),
-                             seed=0)
+    t = SynthesizePoseErrors(probs=probs,
+                             metainfo=dict(from_file='configs/_base_/datasets/coco.py'), seed=0)
     counts = np.zeros(len(ERROR_TYPES))
     for _ in range(2000):
         res = dict(keypoints=_pose()[None].astype(np.float32), keypoints_visible=np.ones((1, 17)),

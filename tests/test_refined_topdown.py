@@ -189,7 +189,8 @@ def test_mmpose_inferencer_returns_refined_instances(checkpoints, tmp_path):
 def test_tools_test_loads_a_zoo_checkpoint_and_shows_refined_joints(checkpoints, tmp_path):
     from mmpose.apis import inference_topdown, init_model
     boxes = _coco_boxes()
-    thr = _score_thr(init_model(get_config(MMPOSE_CFG), checkpoints['estimator'], device='cpu'), boxes)
+    estimator = init_model(get_config(MMPOSE_CFG), checkpoints['estimator'], device='cpu')
+    thr = _score_thr(estimator, boxes)
     dump = str(tmp_path / 'dump.pkl')
     cmd = [sys.executable, 'tools/test.py', checkpoints['config'], checkpoints['estimator'],
            '--work-dir', str(tmp_path), '--dump', dump, '--show-dir', 'vis', '--badcase',

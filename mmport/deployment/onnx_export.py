@@ -39,7 +39,8 @@ def export_onnx(refiner, out_file: str, score_thr: float = None, opset: int = 17
     import onnx
     module = RefinerForExport(refiner, score_thr)
     k = refiner.num_keypoints
-    example = (torch.rand(2, k, 2) * 100, torch.rand(2, k), torch.tensor([[0., 0., 100., 100.]] * 2))
+    example = (torch.rand(2, k, 2) * 100, torch.rand(2, k),
+               torch.tensor([[0., 0., 100., 100.]] * 2))
     graph = io.BytesIO()  # exported in memory: the file is written once, with its metadata
     torch.onnx.export(
         module, example, graph, input_names=['keypoints', 'scores', 'bboxes'],

@@ -413,7 +413,8 @@ class PORTRefiner(BaseModel):
             return self.predict(x, data_samples)
         if mode == 'tensor':
             bboxes = self._gt(data_samples, 'bboxes').to(x)
-            return self.reconstruct(x[..., :2], x[..., 2], bboxes, x[..., 2] < self.test_cfg['score_thr'])
+            return self.reconstruct(x[..., :2], x[..., 2], bboxes,
+                                    x[..., 2] < self.test_cfg['score_thr'])
         raise ValueError(f'invalid mode {mode!r}')
 
     def loss(self, x: Tensor, data_samples) -> Dict[str, Tensor]:

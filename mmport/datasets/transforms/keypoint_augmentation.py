@@ -60,7 +60,8 @@ class KeypointRandomAffine(BaseTransform):
         for key in COORD_KEYS:
             if results.get(key) is not None:
                 rel = results[key] - centre[:, None]
-                results[key] = (rel @ matrix.T + centre[:, None] + shift[:, None]).astype(np.float32)
+                results[key] = (rel @ matrix.T + centre[:, None]
+                                + shift[:, None]).astype(np.float32)
         return results
 
 

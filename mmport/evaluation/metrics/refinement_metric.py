@@ -104,7 +104,8 @@ class RefinementMetric(BaseMetric):
         metrics.update({f'init_{k}': v for k, v in report['init'].items()
                         if not k.startswith('count')})
         labelled = cat['visible'] > 0
-        metrics['replaced_ratio'] = float((cat['replaced'] & labelled).sum() / max(labelled.sum(), 1))
+        metrics['replaced_ratio'] = float(
+            (cat['replaced'] & labelled).sum() / max(labelled.sum(), 1))
         metrics['num_instances'] = int(len(cat['gt']))
         logger.info('refinement: EPE %.3f -> %.3f, replaced joints EPE %.3f -> %.3f (%.1f%% of '
                     'joints replaced)', metrics['init_EPE'], metrics['EPE'],
