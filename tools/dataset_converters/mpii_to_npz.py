@@ -10,13 +10,17 @@ float32, i.e. the sources' float32 predictions unchanged and the integer /
 
 * ``val_gt`` (2958, 16, 2), ``val_visibility`` (2958, 16) uint8 (2 visible,
   1 labelled but occluded, 0 not labelled), ``val_head_size`` (2958,),
-  ``val_bbox`` (2958, 4) xyxy (the labelled joints' extent enlarged 15% per
-  side, as in the json), ``val_image_id``, ``val_ann_id`` (2958,) int32;
+  ``val_bbox`` (2958, 4) xyxy (MPII's protocol box, the box each method ran
+  on: MMPose's MpiiDataset box from the protocol's ``center`` and ``scale``,
+  a square of side ``scale`` * 200; the results files' ``bbox``, the same as
+  the annotations'), ``val_image_id``, ``val_ann_id`` (2958,) int32;
 * ``pred_<model>`` (2958, 16, 2) and ``predicted_<model>`` (2958, 16) uint8
   (1 where the method predicted the joint; NOT a confidence) for
   ``tompson``, ``hg_s1``, ``hg_s8``, rows in the order of ``val_ann_id``;
 * ``train_gt`` (14649, 16, 2), ``train_labelled`` (14649, 16) bool,
-  ``train_bbox`` (14649, 4) xyxy, ``train_image_id`` (14649,) int32.
+  ``train_bbox`` (14649, 4) xyxy (the joints' extent enlarged 15% per side),
+  ``train_scale`` (14649,) (MPII's person ``scale``: a protocol box has side
+  ``scale`` * 200), ``train_image_id`` (14649,) int32.
 """
 import argparse
 import json
@@ -52,6 +56,11 @@ def convert(src: str) -> dict:
         pred = np.full((len(val), 16, 3), np.nan)
         for r in records:
             pred[row[r['annotation_id']]] = np.reshape(r['keypoints'], (16, 3))
+            # the box the method ran on is the protocol box, the one val_bbox holds
+            if not np.allclose(xyxy(r['bbox'])[0], out['val_bbox'][row[r['annotation_id']]],
+                               atol=0.01):
+                raise ValueError(f'{fname}: the box of annotation {r["annotation_id"]} is not '
+                                 'its protocol box')
         if np.isnan(pred).any():
             raise ValueError(f'{fname} does not cover every validation person')
         out[f'pred_{name}'] = pred[..., :2].astype(np.float32)
@@ -63,6 +72,7 @@ def convert(src: str) -> dict:
         train_gt=tk[..., :2].astype(np.float32),
         train_labelled=tk[..., 2] > 0,
         train_bbox=xyxy([a['bbox'] for a in train]).astype(np.float32),
+        train_scale=np.array([a['scale'] for a in train], np.float32),
         train_image_id=np.array([a['image_id'] for a in train], np.int32))
     return out
 
