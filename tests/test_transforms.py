@@ -4,7 +4,8 @@ import torch
 from mmpose.datasets.datasets.utils import parse_pose_metainfo
 from mmpose.registry import TRANSFORMS
 
-from mmport.datasets.transforms import (KeypointRandomAffine, KeypointRandomFlip, MaskJoints,
+from mmport.datasets.transforms import (KeypointRandomAffine, KeypointRandomFlip,
+                                        LoadInitialPredictions, MaskJoints,
                                         PackRefinerInputs, SetRefinerInputs, chain_joint_mask,
                                         skeleton_subtrees)
 
@@ -213,3 +214,38 @@ def test_seeded_pipeline_gives_the_same_samples_for_any_num_workers():
     np.testing.assert_array_equal(single, _seeded_inputs(0, reverse=True))  # any order
     # the draws differ between samples: the first two samples' errors are not equal
     assert not np.array_equal(single[0, :, 2], single[1, :, 2])
+
+
+def _panoptic_sample(index: int = 0) -> dict:
+    """A real Panoptic hand as MMPose's top-down dataset gives it: the
+    annotation's box and keypoints, the image path the results file names."""
+    from mmport.utils import load_json
+    coco = load_json('data/panoptic/annotations/panoptic_test.json')
+    ann = coco['annotations'][index]
+    image = next(im for im in coco['images'] if im['id'] == ann['image_id'])
+    x, y, w, h = ann['bbox']
+    kpts = np.asarray(ann['keypoints'], np.float32).reshape(1, -1, 3)
+    return dict(img_path=image['file_name'], img_id=ann['image_id'],
+                bbox=np.array([[x, y, x + w, y + h]], np.float32),
+                keypoints=kpts[..., :2], keypoints_visible=(kpts[..., 2] > 0).astype(np.float32))
+
+
+def test_load_initial_predictions_frames_by_the_results_box():
+    from mmport.datasets.prediction_files import load_pose_results
+    results = 'data/panoptic/mobilenetv2_panoptic_256x256_test.pkl'
+    res = load_pose_results(results)
+    sample = _panoptic_sample(0)
+    ann_box = sample['bbox'].copy()
+    out = LoadInitialPredictions(results)(dict(sample))
+    i = [n for n, k in enumerate(res.image_keys) if k.endswith(sample['img_path'])][0]
+    # the frame is the crop the detector ran on (the 0.x pickle's centre and
+    # scale * 200), not the annotation's box, which is kept as gt_bbox
+    np.testing.assert_allclose(out['bbox'][0], res.bboxes[i], rtol=1e-6)
+    np.testing.assert_array_equal(out['gt_bbox'], ann_box)
+    assert not np.allclose(out['bbox'], ann_box)
+    np.testing.assert_allclose(out['init_keypoints'][0], res.keypoints[i], rtol=1e-6)
+    kept = LoadInitialPredictions(results, frame='annotation')(dict(sample))
+    np.testing.assert_array_equal(kept['bbox'], ann_box)
+    assert 'gt_bbox' not in kept
+    with pytest.raises(ValueError, match='frame must be'):
+        LoadInitialPredictions(results, frame='ann')

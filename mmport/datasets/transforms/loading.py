@@ -45,20 +45,39 @@ class LoadInitialPredictions(BaseTransform):
     ``init_keypoint_scores`` (1, K).
 
     Predictions are matched to samples by image (path, or ``img_id`` for
-    COCO json results), then by box within the image.
+    COCO json results), then by box within the image (pairing a prediction
+    with its ground truth, for training and scoring). With
+    ``frame='results'`` the sample's ``bbox``, which frames the instance
+    for the refiner, becomes the box the detector ran on (the results'), so
+    that a refiner is trained and tested in the frames a user has at test
+    time; the annotation's box is kept as ``gt_bbox``.
+
+    Required keys: ``keypoints`` (1, K, 2), ``bbox`` (1, 4) and ``img_path``
+    (pickles) or ``img_id`` (COCO json results).
+    Added keys: ``init_keypoints`` (1, K, 2), ``init_keypoint_scores``
+    (1, K); with ``frame='results'`` and a results box: ``gt_bbox`` (1, 4).
+    Modified keys: ``bbox`` (1, 4), with ``frame='results'`` and a results
+    box.
 
     Args:
         results_file (str): Any format of
             :func:`mmport.datasets.prediction_files.load_pose_results`.
         on_missing (str): ``'error'`` (default) or ``'skip'`` (leave the
             sample without an initial pose; training then uses ground truth).
+        frame (str): ``'results'`` (default): frame the instance by the
+            results' box where the file has a finite one; ``'annotation'``:
+            keep the annotation's box (the refiner then sees a box that
+            users do not have at test time: for comparisons only).
     """
 
-    def __init__(self, results_file: str, on_missing: str = 'error'):
+    def __init__(self, results_file: str, on_missing: str = 'error', frame: str = 'results'):
         if on_missing not in ('error', 'skip'):
             raise ValueError(f'on_missing must be "error" or "skip", got {on_missing!r}')
+        if frame not in ('results', 'annotation'):
+            raise ValueError(f'frame must be "results" or "annotation", got {frame!r}')
         self.results_file = results_file
         self.on_missing = on_missing
+        self.frame = frame
         self._results: Optional[PoseResults] = None
         self._index: Dict[str, List[int]] = {}
 
@@ -88,7 +107,13 @@ class LoadInitialPredictions(BaseTransform):
         i = match_instance(res, candidates, results['bbox'][0])
         results['init_keypoints'] = res.keypoints[i][None].astype(np.float32)
         results['init_keypoint_scores'] = res.keypoint_scores[i][None].astype(np.float32)
+        if self.frame == 'results' and res.bboxes is not None:
+            box = res.bboxes[i]
+            if np.isfinite(box).all() and (box[2:] > box[:2]).all():
+                results['gt_bbox'] = results['bbox']
+                results['bbox'] = box[None].astype(np.float32)
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(results_file={self.results_file!r})'
+        return (f'{self.__class__.__name__}(results_file={self.results_file!r}, '
+                f'frame={self.frame!r})')
