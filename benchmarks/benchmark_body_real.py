@@ -11,9 +11,11 @@
     folds' instance scores share one scale. Each source is reported
     separately and pooled, and AP also per fold (each fold ranked alone).
 (b) Drop-in transfer: the shipped COCO-17 refiner (``--checkpoint``, trained
-    without any BlazePose prediction) refines every BlazePose prediction,
-    framed by the annotation boxes and, as a user without boxes would, by
-    the predicted keypoints' extent.
+    without any BlazePose prediction) refines every BlazePose prediction.
+
+Every person is framed by the box BlazePose ran on (the results' ``bbox``),
+in training, rule choice and refinement alike; the annotations reach only
+the training folds and the scorer.
 
 Prints a table per part; writes ``<work-dir>/body_real.json``.
 
@@ -38,7 +40,7 @@ from mmport.models.instance_rescoring import calibrated_similarity, fit_similari
 
 from .body_data import BodySet, merge_sets
 from .body_refiner_setup import (RESCORE_WEIGHTS, blazepose_folds, blend_scores,
-                                 build_refiner, coco_metainfo, keypoint_boxes, load_body_data,
+                                 build_refiner, coco_metainfo, load_body_data,
                                  refine_persons, refine_with_rule)
 from .body_scoring import pose_scores, refinement_scores
 from .parallel_training import positive_int
@@ -191,15 +193,11 @@ def pooled_scores(sets: Dict[str, BodySet], folds, outputs: Dict[int, dict]) -> 
     return result
 
 
-def transfer_scores(sets: Dict[str, BodySet], checkpoint: str,
-                    keypoint_frames: bool = False) -> dict:
+def transfer_scores(sets: Dict[str, BodySet], checkpoint: str) -> dict:
     """The shipped refiner, with its own threshold and gate, on every set,
-    each person framed by its annotation box or (``keypoint_frames``) by
-    its predicted keypoints' extent."""
+    each person framed by the box BlazePose ran on."""
     refiner = load_refiner(checkpoint)
-    outputs = {name: refine_persons(refiner, body,
-                                    keypoint_boxes(body) if keypoint_frames else None)
-               for name, body in sets.items()}
+    outputs = {name: refine_persons(refiner, body) for name, body in sets.items()}
     result = scores_with_pooled(sets, outputs)
     result['score_thr'] = refiner.test_cfg['score_thr']
     result['gate_margin'] = refiner.test_cfg['gate_margin']
@@ -264,7 +262,8 @@ def main(argv=None):
     _DATA.update(sets=sets, coco_val=coco_val, folds=folds, meta=meta,
                  num_folds=args.num_folds, synthetic_copies=4, calibrate=args.calibrate,
                  settings=TrainingSettings(iters=args.iters, batch_size=128, seed=args.seed))
-    result = {}
+    # the refiners frame each person by the box BlazePose ran on
+    result = {'frames': 'results'}
     if not args.skip_cv:
         print(f'(a) cross-validation: {sum(len(b) for b in sets.values())} BlazePose persons '
               f'in {args.num_folds} folds grouped by image, plus {len(coco_val)} COCO val2017 '
@@ -298,13 +297,7 @@ def main(argv=None):
         result['transfer'] = tr
         print_table(f'(b) drop-in: {args.checkpoint} (trained without BlazePose predictions; '
                     f"threshold {tr['score_thr']}, gate margin {tr['gate_margin']}, rescoring "
-                    f"weight {tr['rescore']}), persons framed by their annotation boxes", tr)
-        # a user without boxes: tools/refine_results.py frames by the keypoints
-        tr = transfer_scores(sets, args.checkpoint, keypoint_frames=True)
-        tr['checkpoint'] = args.checkpoint
-        result['transfer_keypoint_boxes'] = tr
-        print_table('(b) the same, persons framed by their predicted keypoints\' extent '
-                    '(no ground-truth box)', tr)
+                    f"weight {tr['rescore']})", tr)
     else:
         print(f'(b) skipped: {args.checkpoint} does not exist')
     result['seconds'] = time.time() - start

@@ -54,13 +54,16 @@ numbers do not depend on it). Every refiner, inner or final, runs with flip
 test (``FLIP_TEST``; ``--no-flip-test`` turns it off): the margins are
 chosen on the reconstructions and estimates that the refinement then uses.
 
-Instances are framed by the annotation boxes (the labelled joints' extent
-enlarged 15% per side, as ``tools/refine_results.py --ann`` frames them), or
-with ``--frame pred`` by boxes made from each model's predictions alone (no
-ground truth at test time).
+Instances are framed by the box each method ran on, MPII's protocol box
+(the results files' ``bbox``: MMPose's MpiiDataset box from the protocol's
+centre and scale, the rough person location MPII gives every method), or
+with ``--frame pred`` by boxes made from each model's predictions alone.
+Ground truth reaches only the training data and the scorer. The MPII
+training persons, ground truth only, are framed as the protocol would
+frame them (:func:`protocol_like_boxes`).
 Writes ``<work-dir>/mpii.json`` and prints a table.
 
-    python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame ann|pred]
+    python -m benchmarks.benchmark_mpii [--work-dir DIR] [--seed 0] [--frame results|pred]
         [--margin-z 0] [--held-out-margin-z 2] [--outside-box-margin 0|none]
         [--outlier-prob 0.05] [--flip-prob 0.5]
         [--[no-]flip-test] [--workers N] [--model-offsets] [--skip-cross-validated]
@@ -141,9 +144,9 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/benchmark')
     parser.add_argument('--num-folds', type=int, default=5)
     add_training_arguments(parser, iters=1200)
-    parser.add_argument('--frame', default='ann', choices=('ann', 'pred'),
-                        help='instance frames: annotation boxes, or boxes made from each '
-                        "model's predictions alone")
+    parser.add_argument('--frame', default='results', choices=('results', 'pred'),
+                        help="instance frames: the results' boxes (MPII's protocol box), or "
+                        "boxes made from each model's predictions alone")
     parser.add_argument('--margin-z', type=float, default=0.0,
                         help='cross-validated run: standard errors by which a joint class\'s '
                         'gain on the inner validation must exceed 0 for it to move (images '
@@ -201,6 +204,15 @@ def prediction_boxes(pred: np.ndarray, predicted: np.ndarray, margin: float = 0.
     return np.concatenate([lo - pad, hi + pad], 1)
 
 
+def protocol_like_boxes(extent: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Boxes (N, 4) xyxy as MPII's protocol frames a person, for training
+    persons whose protocol centre is not given: squares of side ``scale``
+    (N,) * 200 about the centres of their joints' extent boxes (N, 4)."""
+    centre = (extent[:, :2] + extent[:, 2:]) / 2
+    half = 100 * scale[:, None]
+    return np.concatenate([centre - half, centre + half], 1)
+
+
 def remove_offset(points: np.ndarray, bboxes: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Pixels (N, K, 2) minus an ``offset`` (2,) given in box sizes (each
     instance's box (N, 4) xyxy, its longer side; the units of
@@ -214,25 +226,25 @@ class MPIIData:
 
     Args:
         path (str): The npz.
-        frame (str): ``'ann'``: every instance in its annotation box (the
-            labelled joints' extent enlarged 15% per side); ``'pred'``: each
-            model's predictions in a box made from them alone
-            (:func:`prediction_boxes`), no ground truth at test time.
+        frame (str): ``'results'``: every instance in the box its method ran
+            on (MPII's protocol box); ``'pred'``: each model's predictions in
+            a box made from them alone (:func:`prediction_boxes`).
     """
 
-    def __init__(self, path: str, frame: str = 'ann'):
+    def __init__(self, path: str, frame: str = 'results'):
         d = np.load(path)
         self.gt, self.vis = d['val_gt'].astype(np.float64), d['val_visibility']
         self.head = d['val_head_size']
         self.image_id = d['val_image_id']
         self.pred = {m: d[f'pred_{m}'].astype(np.float64) for m in MODELS}
         self.labelled = self.vis > 0
-        ann_box = d['val_bbox'].astype(np.float64)
-        self.bbox = {m: ann_box if frame == 'ann' else
+        protocol_box = d['val_bbox'].astype(np.float64)
+        self.bbox = {m: protocol_box if frame == 'results' else
                      prediction_boxes(self.pred[m], d[f'predicted_{m}'] > 0) for m in MODELS}
         self.gt_f = {m: to_box_frame(self.gt, self.bbox[m]) for m in MODELS}
         self.pred_f = {m: to_box_frame(p, self.bbox[m]) for m, p in self.pred.items()}
-        tb = d['train_bbox'].astype(np.float64)
+        tb = protocol_like_boxes(d['train_bbox'].astype(np.float64),
+                                 d['train_scale'].astype(np.float64))
         self.train = PoseSource(to_box_frame(d['train_gt'].astype(np.float64), tb),
                                 d['train_labelled'])
 
@@ -578,7 +590,7 @@ def main(argv=None):
         result['cross_validated'] = cross_validated_run(data, args, log)
     if not args.skip_held_out_model:
         result['held_out_model'] = held_out_model_run(data, args, log)
-    result.update(seed=args.seed, frame=args.frame, iters=args.iters, num_folds=args.num_folds,
+    result.update(seed=args.seed, frames=args.frame, iters=args.iters, num_folds=args.num_folds,
                   model_offsets=args.model_offsets, margin_z=args.margin_z,
                   held_out_margin_z=args.held_out_margin_z,
                   outlier_prob=args.outlier_prob, outside_box_margin=args.outside_box_margin,

@@ -92,6 +92,9 @@ def main(argv=None):
         'seed': args.seed,
         'train_seed': args.seed if args.train_seed is None else args.train_seed,
         'config': args.config,
+        # LoadInitialPredictions frames each hand by the results' box (the
+        # MMPose 0.x pickle's: the crop the detector ran on)
+        'frames': 'results',
     }
     out_json = osp.join(args.work_dir, 'panoptic.json')
     with open(out_json, 'w') as f:

@@ -52,7 +52,8 @@ class MPIIPoses:
             unlabelled).
         visibility (np.ndarray): int (N, 16), as MPII's: 2 visible, 1
             labelled but occluded, 0 not labelled.
-        bbox (np.ndarray): Annotation boxes (N, 4) xyxy.
+        bbox (np.ndarray): The boxes BlazePose ran on (N, 4) xyxy (the
+            refiner's frames).
         head_size (np.ndarray): (N,) PCKh's head size.
     """
     pred: np.ndarray
@@ -99,4 +100,4 @@ def blazepose_mpii_poses(sets: Sequence[str] = BLAZEPOSE_SETS,
     torso = np.linalg.norm(_midpoint(gt17, COCO_SHOULDERS) - _midpoint(gt17, COCO_HIPS),
                            axis=-1)
     return MPIIPoses(coco_to_mpii(body.pred[keep]), gt, visibility,
-                     body.bboxes[keep].astype(np.float64), HEAD_SIZE_PER_TORSO * torso)
+                     body.frames[keep].astype(np.float64), HEAD_SIZE_PER_TORSO * torso)

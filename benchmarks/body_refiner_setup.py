@@ -5,7 +5,6 @@ import numpy as np
 import torch
 from mmpose.registry import MODELS
 
-from mmport.apis.offline_refinement import keypoint_extent_boxes
 from mmport.datasets import grouped_folds
 from mmport.models.instance_rescoring import rescored_instance_scores
 from mmport.models.port_refiner import resolve_metainfo
@@ -57,21 +56,14 @@ def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_
     return MODELS.build(cfg), cfg
 
 
-def keypoint_boxes(body: BodySet) -> np.ndarray:
-    """Each prediction's keypoint extent (N, 4) xyxy: the frame that
-    ``tools/refine_results.py`` gives a person without an annotation or a
-    detector box (NaN where there is no prediction)."""
-    return keypoint_extent_boxes(body.pred, body.pred_scores, -np.inf)
-
-
 def refine_persons(refiner, body: BodySet, boxes: Optional[np.ndarray] = None
                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``body``'s predictions through the refiner's own test-time rule
     (``PORTRefiner.refine_and_rescore``), framed by ``boxes`` (N, 4)
-    (default: the annotation boxes): refined keypoints (N, K, 2), replaced
+    (default: ``body.frames``, the boxes the detector ran on): refined keypoints (N, K, 2), replaced
     mask (N, K) and instance scores (N,); persons without a prediction stay
     zeros, unreplaced, with their score."""
-    boxes = body.bboxes if boxes is None else boxes
+    boxes = body.frames if boxes is None else boxes
     has = body.has_pred
     refined = np.nan_to_num(body.pred).copy()
     replaced = np.zeros(body.visible.shape, bool)

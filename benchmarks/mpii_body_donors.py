@@ -22,6 +22,7 @@ import numpy as np
 from mmport.datasets.transforms.error_synthesis import (KS_BANDS, SCORE_RANGES,
                                                         ks_to_distance)
 
+from .body_data import TOPDOWN_PADDING
 from .score_free_training import to_box_frame
 
 MPII_PREDICTIONS = 'data/mpii/mpii_val_preds.npz'
@@ -30,9 +31,11 @@ MPII_MODELS = ('tompson', 'hg_s1', 'hg_s8')
 MPII_TO_COCO = {0: 16, 1: 14, 2: 12, 3: 11, 4: 13, 5: 15,
                 10: 10, 11: 8, 12: 6, 13: 5, 14: 7, 15: 9}
 COCO_FACE = (0, 1, 2, 3, 4)
-# sqrt(OKS area) over the box's longer side: the median of the bundled COCO
-# val2017 persons (the OKS scale of a box-frame error)
-SCALE_PER_BOX_SIDE = 0.69
+# sqrt(OKS area) over the longer side of a person's frame (its box enlarged
+# by TOPDOWN_PADDING, as a top-down detector is given it): the median of
+# the bundled COCO val2017 persons, 0.69 of the annotation box's longer side
+# (the OKS scale of a frame error)
+SCALE_PER_BOX_SIDE = 0.69 / TOPDOWN_PADDING
 
 
 def similarity_scores(errors: np.ndarray, sigmas: Sequence[float], rng: np.random.Generator,
@@ -58,8 +61,9 @@ def similarity_scores(errors: np.ndarray, sigmas: Sequence[float], rng: np.rando
 def mpii_error_donors(sigmas: Sequence[float], seed: int = 0,
                       persons: Optional[np.ndarray] = None, path: str = MPII_PREDICTIONS,
                       models: Sequence[str] = MPII_MODELS) -> Tuple[np.ndarray, np.ndarray]:
-    """Box-frame error vectors of ``models`` on the MPII validation persons
-    ``persons`` (default all), in COCO-17 layout, with their scores.
+    """Error vectors of ``models`` on the MPII validation persons ``persons``
+    (default all) in the frames of the boxes the models ran on (MPII's
+    protocol boxes), in COCO-17 layout, with their scores.
 
     Args:
         sigmas (sequence[float]): COCO-17 OKS sigmas (17,).

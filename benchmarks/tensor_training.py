@@ -100,17 +100,17 @@ def image_neighbours(body: BodySet) -> Dict[int, np.ndarray]:
 def build_pool(persons: Sequence[BodySet], donors: Sequence[BodySet], metainfo: dict,
                synthetic_copies: int = 0, seed: int = 0,
                donor_errors: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> TrainingPool:
-    """Frame-normalised training arrays of ``persons``; real errors of the
+    """Training arrays of ``persons`` in their frames (``BodySet.frames``); real errors of the
     ``donors`` (persons with predictions) for transplanting, and
     ``donor_errors``: more box-frame errors (D, K, 2) (NaN: unknown) with
     their scores (D, K) (e.g. :func:`benchmarks.mpii_body_donors.mpii_error_donors`)."""
     gts, vis, real, real_sc, syn, syn_sc = [], [], [], [], [], []
     k = persons[0].keypoints.shape[1]
     for n, body in enumerate(persons):
-        gts.append(normalized(body.keypoints, body.bboxes))
+        gts.append(normalized(body.keypoints, body.frames))
         vis.append(body.visible)
         if body.pred is not None:
-            real.append(normalized(body.pred, body.bboxes))
+            real.append(normalized(body.pred, body.frames))
             real_sc.append(body.pred_scores)
         else:
             real.append(np.full((len(body), k, 2), np.nan, np.float32))
@@ -120,7 +120,7 @@ def build_pool(persons: Sequence[BodySet], donors: Sequence[BodySet], metainfo: 
             kp, sc = synthetic_bank(body, metainfo, synthetic_copies, seed + n,
                                     image_neighbours(body))
             syn.append(normalized(kp.reshape(len(body), -1, 2),
-                                  body.bboxes).reshape(len(body), copies, k, 2))
+                                  body.frames).reshape(len(body), copies, k, 2))
             syn_sc.append(sc)
         else:
             syn.append(np.full((len(body), copies, k, 2), np.nan, np.float32))
@@ -128,8 +128,8 @@ def build_pool(persons: Sequence[BodySet], donors: Sequence[BodySet], metainfo: 
     errs, errs_sc = [], []
     for body in donors:
         ok = body.has_pred
-        err = normalized(body.pred[ok], body.bboxes[ok]) - normalized(body.keypoints[ok],
-                                                                      body.bboxes[ok])
+        err = normalized(body.pred[ok], body.frames[ok]) - normalized(body.keypoints[ok],
+                                                                      body.frames[ok])
         err[~body.visible[ok]] = np.nan
         errs.append(err)
         errs_sc.append(body.pred_scores[ok])
