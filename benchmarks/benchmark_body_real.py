@@ -36,10 +36,11 @@ import torch
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import load_refiner
 from mmport.evaluation import instance_similarity
-from mmport.models.instance_rescoring import calibrated_similarity, fit_similarity_calibration
+from mmport.fitting import fit_similarity_calibration
+from mmport.models.instance_rescoring import calibrated_similarity
 
 from .body_data import BodySet, merge_sets
-from .body_refiner_setup import (RESCORE_WEIGHTS, blazepose_folds, blend_scores,
+from .body_refiner_setup import (EVERY_JOINT, RESCORE_WEIGHTS, blazepose_folds, blend_scores,
                                  build_refiner, coco_metainfo, load_body_data,
                                  refine_persons, refine_with_rule)
 from .body_scoring import pose_scores, refinement_scores
@@ -48,9 +49,9 @@ from .tensor_training import TrainingSettings, build_pool, train_refiner
 
 SHIPPED_BODY_REFINER = 'checkpoints/port_coco17_refiner.pth'
 # candidate rules (score threshold, gate margin in expected keypoint
-# similarity); a threshold above 1 makes every joint a candidate, and the
-# gate alone decides
-RULES = [(thr, margin) for thr in (0.5, 0.9, 1.01) for margin in (0.02, 0.05, 0.1, 0.2)]
+# similarity); EVERY_JOINT makes every joint a candidate, and the gate alone
+# decides
+RULES = [(thr, margin) for thr in (0.5, 0.9, EVERY_JOINT) for margin in (0.02, 0.05, 0.1, 0.2)]
 # module-level so that forked workers share them without pickling
 _DATA: dict = {}
 
@@ -199,9 +200,8 @@ def transfer_scores(sets: Dict[str, BodySet], checkpoint: str) -> dict:
     refiner = load_refiner(checkpoint)
     outputs = {name: refine_persons(refiner, body) for name, body in sets.items()}
     result = scores_with_pooled(sets, outputs)
-    result['score_thr'] = refiner.test_cfg['score_thr']
-    result['gate_margin'] = refiner.test_cfg['gate_margin']
-    result['rescore'] = refiner.test_cfg['rescore']
+    result['rule'] = refiner.rule.to_config()
+    result['rule_text'] = refiner.rule.describe()
     return result
 
 
@@ -295,9 +295,9 @@ def main(argv=None):
         tr = transfer_scores(sets, args.checkpoint)
         tr['checkpoint'] = args.checkpoint
         result['transfer'] = tr
+        rule = tr['rule_text'].replace('\n', '; ')
         print_table(f'(b) drop-in: {args.checkpoint} (trained without BlazePose predictions; '
-                    f"threshold {tr['score_thr']}, gate margin {tr['gate_margin']}, rescoring "
-                    f"weight {tr['rescore']})", tr)
+                    f'its rule: {rule})', tr)
     else:
         print(f'(b) skipped: {args.checkpoint} does not exist')
     result['seconds'] = time.time() - start

@@ -57,12 +57,12 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.benchmark_mpii import (GATES, format_margins, margins_json,  # noqa: E402
-                                       reconstructions, refine, refiner_config)
+                                       reconstructions, refine, refiner_config, with_margins)
 from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E402
                                           default_workers, positive_int, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
                                             add_training_arguments, to_box_frame)
-from mmport.models.do_no_harm import choose_gate_margins  # noqa: E402
+from mmport.fitting import choose_gate_margins  # noqa: E402
 
 TRAIN_SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8')
 # each held out of the training subjects in turn to choose the gate margins
@@ -109,7 +109,7 @@ def parse_args(argv=None):
                         help='standard errors by which a joint class\'s gain on the margin '
                         'subject must exceed 0 for it to move (0: any gain)')
     parser.add_argument('--flip-test', action=argparse.BooleanOptionalAction, default=False,
-                        help='test_cfg.flip_test of the refiners (the margin choice and the '
+                        help="the refiners' rule's flip_test (the margin choice and the "
                         'refinement; on in the MPII benchmark, off here by default)')
     parser.add_argument('--workers', type=positive_int, default=default_workers(),
                         help='refiners trained side by side, one process each (default: '
@@ -167,7 +167,7 @@ def main(argv=None):
                                   clusters=sequences)
     log(f'gate margins chosen on {args.margin_subjects}: {format_margins(margins)}')
     model = trained[-1][0]
-    model.test_cfg['gate_margin'] = margins
+    with_margins(model, margins)
     refined = refine(model, pred[test], boxes[test])
     result = {'baseline': joint_report(pred[test], gt[test]),
               **{g: joint_report(r, gt[test]) for g, r in refined.items()},

@@ -45,7 +45,7 @@ finite margin must also beat leaving the joint class where it is by
 ``--margin-z`` for the cross-validated run, default 0). In both runs a joint
 that lies outside its instance's box moves wherever the network expects a
 gain of more than ``--outside-box-margin`` (default ``OUTSIDE_BOX_MARGIN``;
-``test_cfg.outside_box_margin``), whatever its class's margin, so the
+the rule's ``gate.outside_box``), whatever its class's margin, so the
 class margins are chosen on the joints inside the boxes.
 
 The refiners of a run are independent of each other and train side by side
@@ -70,6 +70,7 @@ Writes ``<work-dir>/mpii.json`` and prints a table.
         [--skip-held-out-model]
 """
 import argparse
+import dataclasses
 import json
 import os
 import os.path as osp
@@ -90,7 +91,8 @@ import mmport  # noqa: E402,F401  (registers mmport's modules)
 from mmport.datasets.grouped_folds import grouped_folds  # noqa: E402
 from mmport.evaluation import mpii_pose_errors  # noqa: E402
 from mmport.evaluation.functional import move_outcomes  # noqa: E402
-from mmport.models.do_no_harm import choose_gate_margins, joints_outside_boxes  # noqa: E402
+from mmport.fitting import choose_gate_margins  # noqa: E402
+from mmport.models.do_no_harm import joints_outside_boxes  # noqa: E402
 
 MODELS = ('tompson', 'hg_s1', 'hg_s8')
 MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
@@ -100,11 +102,11 @@ METAINFO = dict(from_file='configs/_base_/datasets/mpii.py')
 # file's placeholder for a joint the method gave none, a joint off the body
 OUTLIER_PROB = 0.05
 # the gate margin of the joints outside their instance's box
-# (test_cfg.outside_box_margin): off the body, they move wherever the
+# (the rule's gate.outside_box): off the body, they move wherever the
 # network expects a gain; the inner validations hold too few of them to
 # choose a margin per joint class (docs/benchmarks.md)
 OUTSIDE_BOX_MARGIN = 0.0
-# flip test (test_cfg.flip_test): each pose and its mirror image, averaged,
+# flip test (the rule's flip_test): each pose and its mirror image, averaged,
 # in the margin choice and in the refinement; training flips at random, so
 # the network should read both the same, and where it does not (one side's
 # joint moving where its mirror would not) the average is less sure of itself
@@ -119,9 +121,9 @@ def refiner_config(embed_dim: int = 64, num_heads: int = 2,
     compares estimated keypoint similarities by default (``quality_kind``;
     PCKh, like OKS, rewards only joints brought within a tolerance).
     ``flip_test`` averages the reconstructions and error estimates of each
-    pose and its mirror image (``test_cfg.flip_test``);
+    pose and its mirror image (the rule's ``flip_test``);
     ``outside_box_margin`` is the gate margin of the joints outside their
-    box (``test_cfg.outside_box_margin``, None: their class's)."""
+    box (the rule's ``gate.outside_box``, None: their class's)."""
     return dict(
         type='PORTRefiner',
         metainfo=METAINFO,
@@ -130,12 +132,17 @@ def refiner_config(embed_dim: int = 64, num_heads: int = 2,
                      num_heads=num_heads, mlp_ratio=2.0, proj_hops=1, use_scores=False,
                      mask_mode='hint', predict_errors=True),
         train_cfg=dict(loss_type='euclidean'),
-        # score-free: scores are all 0, so every joint is below the threshold
-        # and a candidate; the do-no-harm gate moves those whose estimated
-        # error the reconstruction lowers
-        test_cfg=dict(score_thr=1.0, blend='replace', min_confident=0, gate=True,
-                      gate_margin=0.0, outside_box_margin=outside_box_margin,
-                      flip_test=flip_test))
+        # score-free: every joint is a candidate; the do-no-harm gate moves
+        # those whose estimated quality the reconstruction raises
+        test_cfg=dict(rule=dict(candidates='all', score_thr=None, flip_test=flip_test,
+                                gate=dict(margin=0.0, outside_box=outside_box_margin))))
+
+
+def with_margins(model, margins) -> None:
+    """Set the gate margins of ``model``'s rule (one per joint class,
+    ``inf`` keeping that class where it is)."""
+    gate = dataclasses.replace(model.rule.gate, margin=tuple(margins))
+    model.rule = dataclasses.replace(model.rule, gate=gate)
 
 
 def parse_args(argv=None):
@@ -162,7 +169,7 @@ def parse_args(argv=None):
                         help='per-joint probability of a far outlier in the training inputs '
                         '(SamplerConfig.outlier_prob)')
     parser.add_argument('--flip-test', action=argparse.BooleanOptionalAction,
-                        default=FLIP_TEST, help="test_cfg.flip_test of the refiners (the "
+                        default=FLIP_TEST, help="the refiners' rule's flip_test (the "
                         'margin choice and the refinement)')
     parser.add_argument('--workers', type=positive_int, default=default_workers(),
                         help='refiners trained side by side, one process each (default: '
@@ -270,8 +277,8 @@ class MPIIData:
         return remove_offset(self.pred[model], self.bbox[model], offset)
 
 
-# name -> gate margin: None for the model's own test_cfg (the chosen
-# margins), False for no gate
+# name -> gate margin: None for the model's own rule (the chosen margins),
+# False for no gate
 GATES = {'refined': None, 'refined_margin_0': 0.0, 'refined_without_gate': False}
 
 
@@ -280,15 +287,18 @@ def refine(model, keypoints: np.ndarray, bboxes: np.ndarray) -> dict:
     gate margins, with margin 0 and without the do-no-harm gate: name in
     ``GATES`` -> refined (N, K, 2)."""
     kpts = torch.as_tensor(keypoints, dtype=torch.float32)
-    own = model.test_cfg['gate_margin']
+    own = model.rule
     out = {}
     for name, margin in GATES.items():
-        model.test_cfg['gate'] = margin is not False
-        model.test_cfg['gate_margin'] = own if margin is None or margin is False else margin
+        if margin is False:
+            model.rule = dataclasses.replace(own, gate=None)
+        elif margin is not None:
+            model.rule = dataclasses.replace(own, gate=dataclasses.replace(own.gate,
+                                                                           margin=margin))
         refined, _ = model.refine(kpts, torch.zeros(kpts.shape[:2]),
                                   torch.as_tensor(bboxes, dtype=torch.float32))
         out[name] = refined.double().numpy()
-    model.test_cfg.update(gate=True, gate_margin=own)
+        model.rule = own
     return out
 
 
@@ -326,11 +336,11 @@ def margin_inputs(model, keypoints: np.ndarray, bboxes: np.ndarray, gt: np.ndarr
     from validation predictions (N, K, 2) in their boxes (N, 4) with their
     ground truth and PCKh tolerances (N,). The joints to count are the
     labelled ones, without those outside their box where the model's
-    ``test_cfg.outside_box_margin`` decides them whatever their class's
+    rule's ``gate.outside_box`` decides them whatever their class's
     margin."""
     rec, gain = reconstructions(model, keypoints, bboxes)
     counted = torch.from_numpy(labelled)
-    if model.test_cfg.get('outside_box_margin') is not None:
+    if model.rule.gate is not None and model.rule.gate.outside_box is not None:
         counted &= ~joints_outside_boxes(torch.from_numpy(keypoints), torch.from_numpy(bboxes))
     return (torch.from_numpy(gain), torch.from_numpy(pckh_costs(keypoints, gt, tolerance)),
             torch.from_numpy(pckh_costs(rec, gt, tolerance)), counted)
@@ -460,7 +470,7 @@ def cross_validated_run(data: MPIIData, args, log: ProgressLog) -> dict:
         log(f'fold {f}: margins chosen on fold {v}: ' + '; '.join(
             f'{m} {format_margins(x)}' for m, x in margins[f].items()))
         for m in MODELS:
-            model.test_cfg['gate_margin'] = margins[f][m]
+            with_margins(model, margins[f][m])
             inputs = data.predictions(m, fold_offset.get(m))[test_idx]
             offset_only[m][test_idx] = inputs
             out = refine(model, inputs, data.bbox[m][test_idx])
@@ -522,7 +532,7 @@ def held_out_model_run(data: MPIIData, args, log: ProgressLog) -> dict:
                                       z=args.held_out_margin_z, clusters=clusters)
         log(f'held-out {m}: margins chosen leaving one of {others} out: '
             f'{format_margins(margins)}')
-        model.test_cfg['gate_margin'] = margins
+        with_margins(model, margins)
         out[m] = scores(data, allidx, data.pred[m],
                         refine(model, data.pred[m], data.bbox[m]))
         out[m].update(trained_with=others, gate_margins=margins_json(margins))

@@ -1,5 +1,5 @@
 """What the body benchmarks share: the data split, the refiner, refining."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ COCO_METAINFO = dict(from_file='configs/_base_/datasets/coco.py')
 NETWORK = dict(type='PoseRelationTransformer', embed_dim=32, depth=4, num_heads=1,
                mlp_ratio=2.0, proj_hops=1, use_scores=True, mask_mode='hint',
                predict_errors=True)
+# the threshold of a rule search that makes every joint a candidate
+EVERY_JOINT = 'all'
 # candidate weights of the refiner's expected OKS in the instance scores
 RESCORE_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 
@@ -45,14 +47,29 @@ def blazepose_folds(sets: Dict[str, BodySet], num_folds: int = 5,
     return out
 
 
+def body_rule(score_thr: Union[float, str], margin: Optional[float], rescore: float = 0.0,
+              calibration: Optional[list] = None) -> dict:
+    """The ``RefinementRule`` config of a body rule search's candidate:
+    joints below ``score_thr`` are candidates (``EVERY_JOINT``: all of
+    them), the gate needs an expected gain above ``margin`` (None: no
+    gate), and the instance scores are rescored with weight ``rescore``
+    (0: kept) of the expected OKS through ``calibration``."""
+    every = score_thr == EVERY_JOINT
+    return dict(candidates='all' if every else 'below_score',
+                score_thr=None if every else float(score_thr),
+                gate=None if margin is None else dict(margin=float(margin)),
+                rescore=dict(weight=float(rescore), calibration=calibration) if rescore else None)
+
+
 def build_refiner(network: Optional[dict] = None, quality_kind: str = 'keypoint_similarity',
-                  train_cfg: Optional[dict] = None, **test_cfg):
-    """A COCO-17 PORTRefiner with the body benchmarks' network."""
+                  train_cfg: Optional[dict] = None, rule: Optional[dict] = None):
+    """A COCO-17 PORTRefiner with the body benchmarks' network and
+    ``rule`` (default: joints below 0.5, gated at margin 0)."""
     cfg = dict(type='PORTRefiner', metainfo=COCO_METAINFO, network=dict(network or NETWORK),
                quality_kind=quality_kind,
                train_cfg=dict(dict(visible_loss_weight=0.1, loss_type='euclidean'),
                               **(train_cfg or {})),
-               test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg))
+               test_cfg=dict(rule=rule or body_rule(0.5, 0.0)))
     return MODELS.build(cfg), cfg
 
 
@@ -76,15 +93,12 @@ def refine_persons(refiner, body: BodySet, boxes: Optional[np.ndarray] = None
     return refined, replaced, scores
 
 
-def refine_with_rule(refiner, body: BodySet, score_thr: float, margin: Optional[float],
-                     rescore: float = 0.0, calibration: Optional[list] = None,
-                     boxes: Optional[np.ndarray] = None):
-    """:func:`refine_persons` under one rule: the threshold, the gate
-    margin (``None``: no gate, every candidate moves), the rescoring
-    weight and its calibration, set into the refiner's ``test_cfg``."""
-    refiner.test_cfg.update(score_thr=score_thr, gate=margin is not None,
-                            gate_margin=0.0 if margin is None else margin, rescore=rescore,
-                            rescore_calibration=calibration)
+def refine_with_rule(refiner, body: BodySet, score_thr: Union[float, str],
+                     margin: Optional[float], rescore: float = 0.0,
+                     calibration: Optional[list] = None, boxes: Optional[np.ndarray] = None):
+    """:func:`refine_persons` under one rule (:func:`body_rule`), which
+    becomes the refiner's."""
+    refiner.rule = body_rule(score_thr, margin, rescore, calibration)
     return refine_persons(refiner, body, boxes)
 
 

@@ -323,7 +323,7 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
     result.train_seconds = sum(o['train_seconds'] for o in outs)
     epe = {o['fold']: o['epe'] for o in outs if o['kind'] == 'select'}
     for fold in range(num_folds):
-        thr = cfg.model.test_cfg.score_thr
+        thr = cfg.model.test_cfg.rule.score_thr
         if fold in epe:
             thr = pick_threshold(epe[fold], tolerance)
             result.threshold_epe.append(epe[fold])
@@ -332,7 +332,7 @@ def grouped_cross_validation(cfg: Config, work_dir: str, num_folds: int = 5, see
                             'threshold: ' + ', '.join(f'{t}: {e:.3f}'
                                                       for t, e in epe[fold].items()) + ')')
         test_cfg = copy.deepcopy(jobs[fold]['cfg'])
-        test_cfg.model.test_cfg.score_thr = thr
+        test_cfg.model.test_cfg.rule.score_thr = thr
         test_cfg.load_from = osp.join(test_cfg.work_dir, f'iter_{test_cfg.train_cfg.max_iters}.pth')
         runner = build_quiet_runner(test_cfg)
         with printed_to_file(test_cfg.work_dir):

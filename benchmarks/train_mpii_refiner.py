@@ -9,8 +9,8 @@ predictions. The checkpoint holds the refiner config (``meta.cfg``) that
 ``tools/refine_results.py`` builds it from.
 
 The do-no-harm gate moves only the joints that lie outside their
-instance's box (``test_cfg.outside_box_margin`` ``OUTSIDE_BOX_MARGIN``;
-every joint class's margin ``NEVER_MOVE``). The file serves methods it has
+instance's box (the rule's ``gate.outside_box``, ``OUTSIDE_BOX_MARGIN``;
+every joint class's margin ``'never'``). The file serves methods it has
 not seen, and for those the held-out-model run of
 :mod:`benchmarks.benchmark_mpii` (margins chosen leaving one training
 model out) keeps every joint class where it is in nearly every refiner it
@@ -32,10 +32,7 @@ from benchmarks.benchmark_mpii import (MODELS, OUTSIDE_BOX_MARGIN, MPIIData,  # 
                                        build_refiner, refiner_config)
 from benchmarks.score_free_training import (SamplerConfig, ScoreFreeSampler,  # noqa: E402
                                             add_training_arguments, train_score_free)
-
-# keypoint-similarity gains lie in [-1, 1], so a margin of 1 moves nothing:
-# it stands for inf in the checkpoint's config text, which cannot hold inf
-NEVER_MOVE = 1.0
+from mmport.models.refinement_rule import NEVER  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -50,14 +47,11 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(1)
     from mmengine.config import Config
-    if args.quality_kind != 'keypoint_similarity':
-        raise ValueError('the checkpoint writes inf margins as NEVER_MOVE, which holds for '
-                         "quality_kind='keypoint_similarity' only")
     data = MPIIData(args.data)
     donors = data.real(np.arange(len(data.gt)), MODELS).error_vectors()
     cfg = refiner_config(args.embed_dim, args.num_heads, args.quality_kind,
                          outside_box_margin=OUTSIDE_BOX_MARGIN)
-    cfg['test_cfg']['gate_margin'] = NEVER_MOVE
+    cfg['test_cfg']['rule']['gate']['margin'] = NEVER
     torch.manual_seed(args.seed)
     model = build_refiner(cfg)
     sampler = ScoreFreeSampler(data.train, None, model.metainfo['flip_indices'], donors,

@@ -33,8 +33,8 @@ from mmport.apis import prepare_runner_cfg
 from mmport.datasets import grouped_folds
 
 from .body_data import BLAZEPOSE_SETS, BodySet, load_blazepose_set, load_coco_train2017
-from .body_refiner_setup import (RESCORE_WEIGHTS, blend_scores, build_refiner,
-                                 coco_metainfo, refine_with_rule)
+from .body_refiner_setup import (EVERY_JOINT, RESCORE_WEIGHTS, blend_scores, body_rule,
+                                 build_refiner, coco_metainfo, refine_with_rule)
 from .body_scoring import refinement_scores
 from .cross_validation import build_quiet_runner, printed_to_file
 from .mpii_body_donors import MPII_PREDICTIONS, mpii_error_donors
@@ -46,9 +46,9 @@ HAND_CONFIG = 'configs/port/port_panoptic-hand2d_keypoints-only.py'
 HAND_SCORE_THR = 0.3
 BODY_SETTINGS = TrainingSettings(iters=3000, batch_size=128, real=0.0, transplant=0.5,
                                  synthetic=0.5, seed=0)
-# candidate rules (score threshold, gate margin); a threshold above 1 makes
-# every joint a candidate and leaves the decision to the gate
-BODY_RULES = [(thr, margin) for thr in (0.3, 0.5, 0.9, 1.01)
+# candidate rules (score threshold, gate margin); EVERY_JOINT makes every
+# joint a candidate and leaves the decision to the gate
+BODY_RULES = [(thr, margin) for thr in (0.3, 0.5, 0.9, EVERY_JOINT)
               for margin in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)]
 VALIDATION_SEED = 1234
 # COCO train2017 persons drawn for the body refiner: its synthetic error
@@ -158,7 +158,7 @@ def train_body(out_dir: str) -> str:
     pool = build_pool([persons], [], meta, synthetic_copies=8, seed=0,
                       donor_errors=mpii_error_donors(meta['sigmas']))
     torch.manual_seed(BODY_SETTINGS.seed)  # reproducible initial weights
-    refiner, cfg = build_refiner(score_thr=thr, gate_margin=margin, rescore=weight)
+    refiner, cfg = build_refiner(rule=body_rule(thr, margin, weight))
     secs = train_refiner(refiner, pool, BODY_SETTINGS, meta['flip_indices'],
                          log=lambda m: print(f'  body refiner: {m}', flush=True))
     print(f'body refiner trained in {secs:.0f} s on {len(persons)} COCO train2017 persons '
@@ -176,7 +176,7 @@ def train_hand(out_dir: str) -> str:
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=cfg.train_cfg.max_iters)
-    cfg.model.test_cfg.score_thr = HAND_SCORE_THR
+    cfg.model.test_cfg.rule.score_thr = HAND_SCORE_THR
     runner = build_quiet_runner(prepare_runner_cfg(cfg))
     with printed_to_file(work_dir, stdout=False):
         runner.train()

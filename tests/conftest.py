@@ -32,7 +32,7 @@ def train_refiner(config, work_dir, iters=4):
     cfg.train_dataloader.batch_size = 16
     cfg.model.network.embed_dim = 32
     cfg.model.network.depth = 2
-    cfg.model.test_cfg.score_thr = 0.3
+    cfg.model.test_cfg.rule.score_thr = 0.3
     Runner.from_cfg(prepare_runner_cfg(cfg)).train()
     return str(work_dir / f'iter_{iters}.pth')
 

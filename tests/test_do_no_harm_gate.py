@@ -6,22 +6,24 @@ from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
 from mmport.datasets import load_pose_results
-from mmport.models.do_no_harm import (DISTANCE_FLOOR, choose_gate_margins, expected_gain_gate,
-                                     expected_quality, joint_tolerances, joints_outside_boxes,
-                                     outside_box_margins, quality_loss)
+from mmport.fitting import choose_gate_margins
+from mmport.models.do_no_harm import (DISTANCE_FLOOR, expected_gain_gate, expected_quality,
+                                     joint_tolerances, joints_outside_boxes, outside_box_margins,
+                                     quality_loss)
+from mmport.models.refinement_rule import RuleError
 from tests.conftest import PANOPTIC_PRED
 
 HAND_META = dict(from_file='configs/_base_/datasets/panoptic_hand2d.py')
 
 
-def gated_refiner(**test_cfg):
+def gated_refiner(**gate):
     init_default_scope('mmpose')
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='PORTRefiner', metainfo=HAND_META,
         network=dict(type='PoseRelationTransformer', embed_dim=32, depth=2, num_heads=1,
                      mask_mode='hint', predict_errors=True),
-        test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg)))
+        test_cfg=dict(rule=dict(score_thr=0.5, gate=dict(gate)))))
     torch.nn.init.normal_(model.network.head.weight, std=0.1)  # move joints visibly
     torch.nn.init.normal_(model.network.error_head.weight, std=0.5)  # gate both ways
     return model.eval()
@@ -67,7 +69,7 @@ def test_joints_with_negative_expected_gain_are_left_exactly(real):
     torch.testing.assert_close(out[helpful], rec[helpful])
     assert torch.equal(out[scores >= 0.5], kpts[scores >= 0.5])
     # without the gate every doubtful joint moves
-    refiner.test_cfg['gate'] = False
+    refiner.rule = refiner.rule.replace(gate=None)
     _, ungated = refiner.refine(kpts, scores, boxes)
     assert torch.equal(ungated, scores < 0.5)
 
@@ -86,7 +88,7 @@ def test_per_joint_margins_keep_a_joint_class_fixed(real):
     fixed = torch.nonzero(shared.any(0)).flatten()[:3].tolist()
     assert len(fixed) == 3
     margins = [float('inf') if j in fixed else 0.0 for j in range(21)]
-    refiner.test_cfg['gate_margin'] = margins
+    refiner.rule = refiner.rule.replace(gate=dict(margin=margins))
     out, replaced = refiner.refine(kpts, scores, boxes)
     assert not replaced[:, fixed].any()
     assert torch.equal(out[:, fixed], kpts[:, fixed])
@@ -126,10 +128,10 @@ def test_refiner_moves_joints_outside_their_box_whatever_their_class_margin(real
     rows, cols = torch.arange(len(kpts)), torch.arange(len(kpts)) % 21
     kpts[rows, cols] = boxes[rows, :2] - 40
     scores[rows, cols] = 0.0
-    refiner = gated_refiner(gate_margin=float('inf'))
+    refiner = gated_refiner(margin='never')
     _, fixed = refiner.refine(kpts, scores, boxes)
     assert not fixed.any()  # inf: no joint moves
-    refiner.test_cfg['outside_box_margin'] = 0.0
+    refiner.rule = refiner.rule.replace(gate=dict(margin='never', outside_box=0.0))
     out, replaced = refiner.refine(kpts, scores, boxes)
     _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes, scores < 0.5)
     outside = joints_outside_boxes(kpts, boxes)
@@ -142,16 +144,16 @@ def test_refiner_moves_joints_outside_their_box_whatever_their_class_margin(real
     assert ((scores < 0.5) & gain & ~outside).sum() >= 20
     assert torch.equal(replaced, expected)
     assert torch.equal(out[~replaced], kpts[~replaced])
-    with pytest.raises(ValueError, match='outside_box_margin'):
-        gated_refiner(outside_box_margin=-1.0)
+    with pytest.raises(RuleError, match='outside_box'):
+        gated_refiner(outside_box=-1.0)
 
 
 def test_gate_needs_an_error_head():
     init_default_scope('mmpose')
-    with pytest.raises(ValueError, match='predict_errors'):
+    with pytest.raises(RuleError, match='predict_errors'):
         MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
                           network=dict(type='PoseRelationTransformer', mask_mode='hint'),
-                          test_cfg=dict(gate=True)))
+                          test_cfg=dict(rule=dict(gate=dict(margin=0.0)))))
     net = MODELS.build(dict(type='PoseRelationTransformer', num_keypoints=3,
                             skeleton_links=[(0, 1)]))
     with pytest.raises(RuntimeError, match='predict_errors'):

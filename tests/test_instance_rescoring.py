@@ -5,9 +5,9 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
+from mmport.fitting import fit_similarity_calibration
 from mmport.models.instance_rescoring import (calibrated_similarity,
                                               expected_instance_similarity,
-                                              fit_similarity_calibration,
                                               rescored_instance_scores)
 
 COCO_META = dict(from_file='configs/_base_/datasets/coco.py')
@@ -36,14 +36,15 @@ def test_rescoring_is_a_geometric_blend():
         rescored_instance_scores(scores, oks, 1.5)
 
 
-def body_refiner(**test_cfg):
+def body_refiner(**rescore):
     init_default_scope('mmpose')
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='PORTRefiner', metainfo=COCO_META, quality_kind='keypoint_similarity',
         network=dict(type='PoseRelationTransformer', embed_dim=32, depth=2, num_heads=1,
                      mask_mode='hint', predict_errors=True),
-        test_cfg=dict(dict(score_thr=0.5, min_confident=0, gate=True), **test_cfg)))
+        test_cfg=dict(rule=dict(score_thr=0.5, gate=dict(margin=0.0),
+                                rescore=dict(rescore) if rescore else None))))
     torch.nn.init.normal_(model.network.error_head.weight, std=0.5)
     return model.eval()
 
@@ -56,33 +57,38 @@ def test_refine_and_rescore_uses_the_estimates_of_every_instance():
     scores[:5] = 0.9  # no joint below the threshold: still judged
     boxes = torch.tensor([[0., 0., 200., 200.]]).repeat(n, 1)
     inst = torch.from_numpy(rng.uniform(0.2, 1, n)).float()
-    refiner = body_refiner(rescore=1.0)
+    refiner = body_refiner(weight=1.0)
     refined, replaced, rescored = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     plain, plain_replaced = refiner.refine(kpts, scores, boxes)
     assert torch.equal(replaced, plain_replaced)
     torch.testing.assert_close(refined, plain)
-    # judged in a pass where every joint is a candidate (where the error
-    # head is trained), the replaced joints by their reconstruction
-    _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes,
-                                                 torch.ones_like(replaced))
-    torch.testing.assert_close(rescored, expected_instance_similarity(quality, replaced))
+    # each output joint judged by the estimate of what it is: a replaced
+    # joint by the reconstruction that replaced it (the pass in which the
+    # candidates were masked), a joint that is no candidate by its input's
+    # estimate in a pass where every joint is one (where the error head is
+    # trained)
+    candidates = scores < 0.5
+    _, first = refiner.reconstruct_with_errors(kpts, scores, boxes, candidates)
+    _, every = refiner.reconstruct_with_errors(kpts, scores, boxes, torch.ones_like(replaced))
+    judged = torch.where(candidates[..., None], first, every)
+    torch.testing.assert_close(rescored, expected_instance_similarity(judged, replaced))
+    assert replaced.any() and not torch.allclose(first[replaced], every[replaced])
     assert not torch.allclose(rescored[:5], inst[:5])
-    refiner.test_cfg['rescore'] = 0.5
+    refiner.rule = refiner.rule.replace(rescore=dict(weight=0.5))
     _, _, half = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     torch.testing.assert_close(half, (inst * rescored).sqrt())
-    refiner.test_cfg['rescore'] = 0.0  # off: the scores come back as given
+    refiner.rule = refiner.rule.replace(rescore=None)  # off: the scores come back as given
     _, _, same = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     assert torch.equal(same, inst)
     with pytest.raises(ValueError, match='instance_scores'):  # checked when off too
         refiner.refine_and_rescore(kpts, scores, boxes, inst[:-1])
-    # every joint a candidate already (threshold above 1): one pass judges
-    refiner.test_cfg['rescore'] = 1.0
-    _, all_replaced, one_pass = refiner.refine_and_rescore(kpts, scores, boxes, inst,
-                                                           score_thr=1.01)
-    torch.testing.assert_close(one_pass, expected_instance_similarity(quality, all_replaced))
+    # every joint a candidate already: one pass judges
+    refiner.rule = refiner.rule.replace(candidates='all', score_thr=None,
+                                        rescore=dict(weight=1.0))
+    _, all_replaced, one_pass = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+    torch.testing.assert_close(one_pass, expected_instance_similarity(every, all_replaced))
     # a person the refiner cannot judge (no valid box) keeps its score
     boxes[3] = torch.tensor([5., 5., 5., 5.])
-    refiner.test_cfg['rescore'] = 1.0
     _, _, rescored = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     assert rescored[3] == inst[3]
 
@@ -93,7 +99,7 @@ def test_rescoring_needs_keypoint_similarity_estimates():
         MODELS.build(dict(type='PORTRefiner', metainfo=COCO_META,
                           network=dict(type='PoseRelationTransformer', embed_dim=16, depth=1,
                                        num_heads=1, predict_errors=True),
-                          test_cfg=dict(rescore=0.5)))
+                          test_cfg=dict(rule=dict(rescore=dict(weight=0.5)))))
 
 
 def test_calibration_maps_estimates_to_observed_similarity():
@@ -130,7 +136,7 @@ def test_calibration_refuses_bad_input():
     with pytest.raises(ValueError, match='increasing'):
         calibrated_similarity(torch.zeros(2), [[0.5, 0.2], [0.1, 0.3]])
     with pytest.raises(ValueError, match='calibration'):  # at build time, not at first use
-        body_refiner(rescore=1.0, rescore_calibration=[[0.2], [0.3]])
+        body_refiner(weight=1.0, calibration=[[0.2], [0.3]])
 
 
 def test_refine_and_rescore_applies_the_calibration():
@@ -141,9 +147,9 @@ def test_refine_and_rescore_applies_the_calibration():
     boxes = torch.tensor([[0., 0., 200., 200.]]).repeat(n, 1)
     inst = torch.from_numpy(rng.uniform(0.2, 1, n)).float()
     boxes[3] = torch.tensor([5., 5., 5., 5.])  # not judged: keeps its score
-    raw = body_refiner(rescore=1.0).refine_and_rescore(kpts, scores, boxes, inst)[2]
+    raw = body_refiner(weight=1.0).refine_and_rescore(kpts, scores, boxes, inst)[2]
     calibration = [[0.0, 0.5, 1.0], [0.0, 0.1, 0.9]]
-    refiner = body_refiner(rescore=0.5, rescore_calibration=calibration)
+    refiner = body_refiner(weight=0.5, calibration=calibration)
     _, _, half = refiner.refine_and_rescore(kpts, scores, boxes, inst)
     mapped = calibrated_similarity(raw, calibration)
     expected = (inst * mapped).sqrt()

@@ -115,7 +115,7 @@ def test_init_model_loads_every_estimator_weight(checkpoints):
     assert not model.training and not model.refiner.training
     # the refiner's architecture (the keys above) and test settings came
     # from its checkpoint
-    assert model.refiner.test_cfg['score_thr'] == 0.3
+    assert model.refiner.rule.score_thr == 0.3
     assert model.test_cfg['flip_test'] is True  # MMPose's flip test, the estimator's
 
 
@@ -155,7 +155,7 @@ def test_a_rescoring_refiner_rescores_the_instances(checkpoints):
     boxes) become the refiner's expected OKS; the estimator's are kept."""
     from mmpose.apis import inference_topdown, init_model
     model = init_model(osp.join(REPO, CONFIG), checkpoints['estimator'], device='cpu',
-                       cfg_options=dict(model=dict(refine_cfg=dict(rescore=1.0))))
+                       cfg_options=dict(model=dict(refine_cfg=dict(rescore=dict(weight=1.0)))))
     img, b = next((img, b) for img, b in _coco_boxes().items() if len(b) > 1)
     out = [s.pred_instances for s in inference_topdown(model, img, b, bbox_format='xywh')]
     init = np.concatenate([p.bbox_scores_init for p in out])

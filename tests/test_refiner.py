@@ -17,7 +17,7 @@ def refiner():
     torch.manual_seed(0)
     model = MODELS.build(dict(type='PORTRefiner', metainfo=HAND_META,
                               network=dict(type='PoseRelationTransformer', mask_mode='hint'),
-                              test_cfg=dict(score_thr=0.3)))
+                              test_cfg=dict(rule=dict(score_thr=0.3, min_confident=3))))
     torch.nn.init.normal_(model.network.head.weight, std=0.1)  # move joints visibly
     return model.eval()
 
@@ -43,7 +43,7 @@ def test_only_low_confidence_joints_change(refiner, real):
 
 def test_bad_instances_pass_through_unchanged(refiner, real):
     kpts, scores, boxes = (t.clone() for t in real)
-    scores[:8] = 0.1  # 0: every joint below the threshold
+    scores[:8] = 0.1  # 0-7: every joint below the threshold, none confident
     boxes[8, 2] = boxes[8, 0]  # 8: zero-width box
     boxes[9] = torch.tensor([10., 10., 5., 5.])  # 9: negative size
     boxes[10, 1] = float('nan')  # 10: NaN box
@@ -68,11 +68,12 @@ def test_empty_batch_and_wrong_skeleton(refiner):
 def test_linear_blend_moves_less_than_replace(refiner, real):
     kpts, scores, boxes = real
     replaced_out, mask = refiner.refine(kpts, scores, boxes)
-    refiner.test_cfg['blend'] = 'linear'
+    own = refiner.rule
+    refiner.rule = own.replace(blend='linear')
     try:
         blended, mask2 = refiner.refine(kpts, scores, boxes)
     finally:
-        refiner.test_cfg['blend'] = 'replace'
+        refiner.rule = own
     assert torch.equal(mask, mask2)
     w = (scores / 0.3).clamp(0, 1)[..., None]
     torch.testing.assert_close(blended, torch.where(mask[..., None],
@@ -100,13 +101,13 @@ def test_unknown_loss_type_is_refused():
 
 def test_chunked_refine_equals_one_batch(refiner, real):
     kpts, scores, boxes = real
-    whole, mask = refiner.refine_batch(kpts, scores, boxes, 0.3)
-    default = refiner.test_cfg['chunk_size']
-    refiner.test_cfg['chunk_size'] = 7  # 64 poses: 9 full chunks and a remainder
+    whole, mask, _ = refiner.refine_batch(kpts, scores, boxes)
+    default = refiner.chunk_size
+    refiner.chunk_size = 7  # 64 poses: 9 full chunks and a remainder
     try:
         chunked, mask2 = refiner.refine(kpts, scores, boxes)
     finally:
-        refiner.test_cfg['chunk_size'] = default
+        refiner.chunk_size = default
     assert torch.equal(mask, mask2)
     torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
     init_default_scope('mmpose')
@@ -125,7 +126,8 @@ def test_flip_test_makes_the_refinement_mirror_equivariant():
     torch.manual_seed(0)
     kw = dict(type='PORTRefiner', metainfo=dict(from_file='configs/_base_/datasets/coco.py'),
               network=dict(type='PoseRelationTransformer', mask_mode='hint', embed_dim=32))
-    model = MODELS.build(dict(kw, test_cfg=dict(score_thr=0.3, flip_test=True))).eval()
+    model = MODELS.build(dict(kw, test_cfg=dict(rule=dict(score_thr=0.3, flip_test=True))))
+    model.eval()
     torch.nn.init.normal_(model.network.head.weight, std=0.1)
     idx = model.flip_indices
     assert idx[5:7] == [6, 5]  # shoulders swap
@@ -143,18 +145,17 @@ def test_flip_test_makes_the_refinement_mirror_equivariant():
     assert replaced.any() and torch.equal(replaced_m, replaced[:, idx])
     torch.testing.assert_close(out_m, mirror(out), atol=1e-3, rtol=0)
     # the plain rule is not equivariant, so the check above can fail
-    model.test_cfg['flip_test'] = False
+    model.rule = model.rule.replace(flip_test=False)
     plain, _ = model.refine(kpts, scores, boxes)
     plain_m, _ = model.refine(mirror(kpts), scores[:, idx], boxes)
     assert (plain_m - mirror(plain)).abs().max() > 0.1
     bare = dict(kw, metainfo=None, network=dict(
         type='PoseRelationTransformer', num_keypoints=17, skeleton_links=[(0, 1)]))
     with pytest.raises(ValueError, match='flip_indices'):
-        MODELS.build(dict(bare, test_cfg=dict(flip_test=True)))
+        MODELS.build(dict(bare, test_cfg=dict(rule=dict(flip_test=True))))
     late = MODELS.build(bare).eval()  # switched on after building, as a config override does
-    late.test_cfg['flip_test'] = True
     with pytest.raises(ValueError, match='flip_indices'):
-        late.refine(kpts, scores, boxes)
+        late.rule = late.rule.replace(flip_test=True)
 
 
 def test_instances_without_doubtful_joints_skip_the_network(refiner, real):
@@ -170,6 +171,6 @@ def test_instances_without_doubtful_joints_skip_the_network(refiner, real):
     assert sum(seen) == int(doubtful.sum())
     torch.testing.assert_close(out[~doubtful], kpts[~doubtful])
     assert not replaced[~doubtful].any()
-    whole, mask = refiner.refine_batch(kpts, scores, boxes, 0.3)  # every instance
+    whole, mask, _ = refiner.refine_batch(kpts, scores, boxes)  # every instance
     assert torch.equal(mask, replaced)
     torch.testing.assert_close(out, whole, atol=1e-4, rtol=0)

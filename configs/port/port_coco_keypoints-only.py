@@ -20,7 +20,9 @@ model = dict(
     network=dict(type='PoseRelationTransformer', embed_dim=64, depth=4, num_heads=4,
                  mlp_ratio=2.0, proj_hops=1, use_scores=True, mask_mode='token'),
     train_cfg=dict(visible_loss_weight=0.1),
-    test_cfg=dict(score_thr=score_thr, blend='replace', min_confident=3))
+    # refine the joints below the threshold of instances with at least 3
+    # joints above it
+    test_cfg=dict(rule=dict(candidates='below_score', score_thr=score_thr, min_confident=3)))
 
 
 train_pipeline = [

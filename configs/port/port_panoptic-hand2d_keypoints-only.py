@@ -37,7 +37,7 @@ model = dict(
     # hint mode sees the doubtful positions too, so even a hand whose joints
     # are all doubtful can be refined (measured: refining only hands with >= 3
     # confident joints left a third of the doubtful joints untouched)
-    test_cfg=dict(score_thr=score_thr, blend='replace', min_confident=0))
+    test_cfg=dict(rule=dict(candidates='below_score', score_thr=score_thr)))
 
 # schedule: AdamW, linear warm-up then cosine decay
 default_hooks = dict(checkpoint=dict(save_best='EPE', rule='less'))

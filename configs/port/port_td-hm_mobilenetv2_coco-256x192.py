@@ -1,20 +1,20 @@
 # MMPose's MobileNetV2 COCO top-down model, refined by PORT.
 #
 # The pattern for any MMPose top-down config: inherit it, change the model's
-# type, name the refiner checkpoint (its architecture and threshold come from
-# it). Test with MMPose's model-zoo estimator checkpoint:
+# type, name the refiner checkpoint (its architecture and test-time rule come
+# from it). Test with MMPose's model-zoo estimator checkpoint:
 #   python tools/test.py configs/port/port_td-hm_mobilenetv2_coco-256x192.py \
 #       ESTIMATOR.pth [--show-dir vis]
 # Options: model.refine=False (the estimator's output unchanged),
-# model.refine_cfg.score_thr=0.4 (the refiner's threshold),
+# model.refine_cfg.rescore=None (keep the estimator's instance scores),
 # model.refiner_checkpoint=OTHER_REFINER.pth. The same config works with
 # mmpose.apis.init_model / inference_topdown and MMPoseInferencer.
 _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/'
           'td-hm_mobilenetv2_8xb64-210e_coco-256x192.py']
 custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
 
-# the shipped COCO-17 body refiner (trained keypoints-only by
-# configs/port/port_coco_keypoints-only.py)
+# the shipped COCO-17 body refiner (trained keypoints-only on COCO train2017
+# by python -m benchmarks.train_shipped_refiners --only body)
 coco17_refiner_checkpoint = 'checkpoints/port_coco17_refiner.pth'
 
 model = dict(type='RefinedTopdownPoseEstimator', refiner_checkpoint=coco17_refiner_checkpoint)

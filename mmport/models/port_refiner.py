@@ -1,4 +1,5 @@
 """PORT as a trainable MMPose model working on keypoints alone."""
+from types import MappingProxyType
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -16,8 +17,8 @@ from .do_no_harm import (QUALITY_KINDS, expected_gain_gate, expected_quality,
                          quality_loss)
 from .instance_rescoring import (calibrated_similarity, expected_instance_similarity,
                                  rescored_instance_scores)
+from .refinement_rule import LEGACY_KEYS, RefinementRule, RuleError
 
-BLEND_MODES = ('replace', 'linear')
 LOSS_TYPES = ('l1', 'euclidean')
 
 
@@ -47,15 +48,13 @@ class PORTRefiner(BaseModel):
     rows of (x, y, score) in pixels (as packed by ``PackRefinerInputs``),
     and each data sample's ``gt_instances.bboxes`` gives the instance frame.
 
-    At test time joints whose confidence is below ``test_cfg.score_thr``
-    are reconstructed from the instance's other joints (in the network's
-    ``'hint'`` mode also from their own doubtful positions); the others keep
-    the input
-    (``blend='replace'``), or, with ``blend='linear'``, a low-confidence
-    joint becomes ``w * input + (1 - w) * reconstruction`` with
-    ``w = score / score_thr``. An instance is passed through unchanged when
-    its box is degenerate, its input holds NaN/inf, nothing is below the
-    threshold, or fewer than ``min_confident`` joints are above it.
+    At test time its :class:`~mmport.models.refinement_rule.RefinementRule`
+    (``refiner.rule``, built from ``test_cfg.rule``) decides which joints
+    are candidates, which of them move (the do-no-harm gate), how, and
+    whether instance scores are rescored. An instance is passed through
+    unchanged when its box is degenerate, its input holds NaN/inf, it has
+    no candidate joint, or fewer than ``rule.min_confident`` joints are not
+    candidates.
 
     Args:
         network (dict): Config of the network, normally
@@ -75,29 +74,12 @@ class PORTRefiner(BaseModel):
             relative to masked ones; default 0.1) and ``error_loss_weight``
             (weight of :func:`mmport.models.do_no_harm.quality_loss` where
             the network estimates errors; default 0.05).
-        test_cfg (dict, optional): ``score_thr`` (default 0.3), ``blend``
-            (``'replace'`` or ``'linear'``), ``min_confident`` (default 3),
-            ``chunk_size`` (poses per network call in :meth:`refine`;
-            default 128), ``flip_test`` (default False; like MMPose's
-            top-down flip test: also reconstruct the mirrored instance, joints
-            swapped by the metainfo's ``flip_indices``, and average the two,
-            at twice the network cost), ``gate`` (default False: the
-            do-no-harm rule, which needs a network with ``predict_errors``:
-            a joint below the threshold is moved only where its
-            reconstruction's estimated quality beats its input's) and
-            ``gate_margin`` (default 0: the expected gain in quality that
-            moving must bring; a number, or a list of one per joint where
-            ``inf`` never moves that joint) and ``outside_box_margin``
-            (default None: off; a number gives the joints that lie outside
-            their instance's box at most that margin, see
-            :func:`mmport.models.do_no_harm.outside_box_margins`) and
-            ``rescore`` (default 0: the
-            weight of the expected OKS in the instance scores that
-            :meth:`refine_and_rescore` returns; needs
-            ``quality_kind='keypoint_similarity'``) and
-            ``rescore_calibration`` (default None: ``[xs, ys]``, a monotone
-            map of the expected OKS before the blend, from
-            :func:`mmport.models.instance_rescoring.fit_similarity_calibration`).
+        test_cfg (dict, optional): ``rule``, the test-time rule as a
+            :class:`~mmport.models.refinement_rule.RefinementRule` config
+            dict (default: ``RefinementRule()``), and ``chunk_size``
+            (poses per network call in :meth:`refine`; default 128). The
+            loose keys of older refiners (``score_thr``, ``gate_margin``,
+            ...) are converted by ``RefinementRule.from_legacy_test_cfg``.
         data_preprocessor (dict, optional): mmengine data preprocessor.
         init_cfg (dict, optional): mmengine init config.
     """
@@ -133,32 +115,50 @@ class PORTRefiner(BaseModel):
             raise ValueError(f'train_cfg.loss_type must be one of {LOSS_TYPES}, got '
                              f"{self.train_cfg['loss_type']!r}")
         self.train_cfg.setdefault('error_loss_weight', 0.05)
-        self.test_cfg = {'score_thr': 0.3, 'blend': 'replace', 'min_confident': 3,
-                         'chunk_size': 128, 'flip_test': False, 'gate': False,
-                         'gate_margin': 0.0, 'outside_box_margin': None, 'rescore': 0.0,
-                         'rescore_calibration': None, **(test_cfg or {})}
-        if self.test_cfg['gate'] and not getattr(self.network, 'predict_errors', False):
-            raise ValueError('test_cfg.gate needs a network with predict_errors=True')
-        if self.test_cfg['rescore'] and not self.can_rescore:
-            raise ValueError("test_cfg.rescore needs a network with predict_errors=True and "
-                             "quality_kind='keypoint_similarity'")
-        outside_margin = self.test_cfg['outside_box_margin']
-        if outside_margin is not None and (isinstance(outside_margin, bool) or not (
-                isinstance(outside_margin, (int, float)) and outside_margin >= 0)):
-            raise ValueError('test_cfg.outside_box_margin must be None or a number >= 0, got '
-                             f'{outside_margin!r}')
-        if self.test_cfg['rescore_calibration'] is not None:
-            # fails here, not at the first batch, on a malformed map
-            calibrated_similarity(torch.zeros(1), self.test_cfg['rescore_calibration'])
-        if self.test_cfg['blend'] not in BLEND_MODES:
-            raise ValueError(f'test_cfg.blend must be one of {BLEND_MODES}')
-        chunk = self.test_cfg['chunk_size']
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise ValueError(f'test_cfg.chunk_size must be a positive int, got {chunk!r}')
         flip_indices = self.metainfo.get('flip_indices')
         self.flip_indices = list(flip_indices) if flip_indices is not None else None
-        if self.test_cfg['flip_test']:
+        test_cfg = dict(test_cfg or {})
+        chunk = test_cfg.pop('chunk_size', 128)
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f'test_cfg.chunk_size must be a positive int, got {chunk!r}')
+        self.chunk_size = chunk
+        legacy = {k: test_cfg.pop(k) for k in LEGACY_KEYS if k in test_cfg}
+        rule = test_cfg.pop('rule', None)
+        if test_cfg:
+            raise ValueError(f'test_cfg: unknown key(s) {sorted(test_cfg)}; expected rule and '
+                             'chunk_size')
+        if rule is not None and legacy:
+            raise ValueError(f'test_cfg: give the rule, or the legacy keys {sorted(legacy)}, '
+                             'not both')
+        self.rule = (RefinementRule.build(rule) if rule is not None or not legacy else
+                     RefinementRule.from_legacy_test_cfg(
+                         legacy, getattr(self.network, 'use_scores', True), quality_kind))
+
+    @property
+    def rule(self) -> RefinementRule:
+        """The test-time rule (assign a new one to change it)."""
+        return self._rule
+
+    @rule.setter
+    def rule(self, rule: Union[RefinementRule, dict]) -> None:
+        rule = RefinementRule.build(rule)
+        if rule.gate is not None:
+            if not getattr(self.network, 'predict_errors', False):
+                raise RuleError('refinement rule: a gate needs a network with '
+                                'predict_errors=True')
+            rule.gate.margins(self.num_keypoints)  # one margin per joint class, if a list
+        if rule.rescore is not None and not self.can_rescore:
+            raise RuleError('refinement rule: rescore needs a network with predict_errors=True '
+                            "and quality_kind='keypoint_similarity'")
+        if rule.flip_test:
             self._check_flip_indices()
+        self._rule = rule
+
+    @property
+    def test_cfg(self) -> MappingProxyType:
+        """The test config, read-only: ``rule`` (its config dict) and
+        ``chunk_size``."""
+        return MappingProxyType(dict(rule=self.rule.to_config(), chunk_size=self.chunk_size))
 
     # ------------------------------------------------------------------ core
     def reconstruct(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
@@ -190,10 +190,11 @@ class PORTRefiner(BaseModel):
         """:meth:`reconstruct`, plus the network's quality estimates where
         it has an error head: (B, K, 2) expected quality (higher is better,
         see :func:`mmport.models.do_no_harm.expected_quality`) of the input
-        position and of the reconstruction, or None."""
+        position and of the reconstruction, or None. With the rule's
+        ``flip_test`` the instance and its mirror image are averaged."""
         frame = frame_from_bboxes(bboxes, keypoints, self.rotate_axis, check=check)
         coords = to_frame(keypoints, frame)
-        if self.test_cfg['flip_test']:
+        if self.rule.flip_test:
             out, raw_err = self._flip_averaged(coords, mask, scores)
         else:
             out, raw_err = self._network(coords, mask, scores)
@@ -208,8 +209,8 @@ class PORTRefiner(BaseModel):
 
     def _check_flip_indices(self):
         if self.flip_indices is None or len(self.flip_indices) != self.num_keypoints:
-            raise ValueError('test_cfg.flip_test needs the metainfo\'s flip_indices for '
-                             f'{self.num_keypoints} keypoints, got {self.flip_indices!r}')
+            raise RuleError('refinement rule: flip_test needs the metainfo\'s flip_indices for '
+                            f'{self.num_keypoints} keypoints, got {self.flip_indices!r}')
 
     def _flip_averaged(self, coords: Tensor, mask: Tensor,
                        scores: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
@@ -217,7 +218,6 @@ class PORTRefiner(BaseModel):
         of the instances and of their mirror images (x -> -x about the frame
         centre, joints swapped by ``flip_indices``, an involution), in one
         network call."""
-        self._check_flip_indices()  # test_cfg may have been changed after __init__
         idx = torch.tensor(self.flip_indices, device=coords.device)
         mirror = torch.tensor([-1.0, 1.0], dtype=coords.dtype, device=coords.device)
         both, raw_err = self._network(torch.cat([coords, coords[:, idx] * mirror]),
@@ -231,144 +231,147 @@ class PORTRefiner(BaseModel):
         return (own + (mirrored * mirror)[:, idx]) / 2, raw_err
 
     def refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
-                     score_thr: float) -> Tuple[Tensor, Tensor]:
+                     instance_scores: Optional[Tensor] = None,
+                     score_thr: Optional[float] = None
+                     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """The test-time rule on a whole batch, with no data-dependent
-        control flow (so that it exports to ONNX as it is).
+        control flow (so that it exports to ONNX as it is): the one
+        implementation of the rule that :meth:`refine`, the ONNX export and
+        OpenVINO run.
 
         Instances that cannot be refined (degenerate or non-finite box,
-        non-finite keypoints or scores, nothing below the threshold, fewer
-        than ``min_confident`` joints above it) go through the network on
-        placeholder values and come back unchanged. With ``test_cfg.gate``
-        a joint below the threshold is replaced only where the network
-        expects its reconstruction to be better than its input
-        (:func:`mmport.models.do_no_harm.expected_gain_gate`, with
-        ``test_cfg.outside_box_margin`` for the joints outside their box);
-        the others keep the input exactly.
-        """
-        refined, replaced, _, _ = self._refine_batch(keypoints, scores, bboxes, score_thr)
-        return refined, replaced
-
-    def _refine_batch(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
-                      score_thr: float, judge_all: bool = False
-                      ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
-        """:meth:`refine_batch`, plus the quality estimates (B, K, 2) (or
-        None) and the mask (B,) of the instances that went through the
-        network on their own values. ``judge_all`` admits instances with no
-        joint below the threshold and returns the estimates of a pass in
-        which every joint is a candidate (a second one, unless all already
-        were): the error head is trained
-        on candidate (masked) joints only, so that is where its estimates
-        of the confident joints hold."""
-        mask = scores < score_thr
-        ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
-              & torch.isfinite(scores).all(1)
-              & ((~mask).sum(1) >= self.test_cfg['min_confident']))
-        if not judge_all:
-            ok = ok & mask.any(1)
-        unit_box = torch.tensor([0., 0., 1., 1.], dtype=bboxes.dtype, device=bboxes.device)
-        safe_boxes = torch.where(ok[:, None], bboxes, unit_box)
-        safe_kpts = torch.where(ok[:, None, None], keypoints, torch.zeros_like(keypoints))
-        safe_scores = torch.where(ok[:, None], scores, torch.ones_like(scores))
-        candidates = mask & ok[:, None]
-        rec, quality = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
-                                                    candidates, check=False)
-        replaced = candidates
-        if self.test_cfg['gate']:
-            margin = self.test_cfg['gate_margin']
-            if self.test_cfg['outside_box_margin'] is not None:
-                margin = outside_box_margins(margin, joints_outside_boxes(safe_kpts, safe_boxes),
-                                             self.test_cfg['outside_box_margin'])
-            replaced = candidates & expected_gain_gate(quality, margin)
-        if self.test_cfg['blend'] == 'linear':
-            w = (safe_scores / score_thr).clamp(0, 1)[..., None]
-            rec = w * safe_kpts + (1 - w) * rec
-        if judge_all and not bool((candidates | ~ok[:, None]).all()):
-            _, quality = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
-                                                      torch.ones_like(candidates), check=False)
-        return torch.where(replaced[..., None], rec, keypoints), replaced, quality, ok
-
-    @torch.no_grad()
-    def refine(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
-               score_thr: Optional[float] = None) -> Tuple[Tensor, Tensor]:
-        """Refine a batch of instances with the test-time rule: the instances
-        that have a joint below the threshold go through :meth:`refine_batch`
-        ``test_cfg.chunk_size`` at a time (no per-instance or per-joint
-        loops); the others come back unchanged without a network pass.
+        non-finite keypoints or scores, no candidate joint, fewer than
+        ``rule.min_confident`` joints that are not candidates) go through
+        the network on placeholder values and come back unchanged. With a
+        gate a candidate is replaced only where the network expects its
+        reconstruction to be better than its input
+        (:func:`mmport.models.do_no_harm.expected_gain_gate`, the joints
+        outside their box at most ``gate.outside_box``); the others keep the
+        input exactly.
 
         Args:
             keypoints (Tensor): (B, K, 2) pixels.
             scores (Tensor): (B, K) confidences.
             bboxes (Tensor): (B, 4) xyxy pixels.
-            score_thr (float, optional): Overrides ``test_cfg.score_thr``.
+            instance_scores (Tensor, optional): (B,) the instances' scores,
+                rescored where the rule rescores (every instance with a valid
+                box and finite values is judged then, also one without a
+                candidate joint).
+            score_thr (float, optional): Overrides the rule's threshold.
+
+        Returns:
+            tuple: refined keypoints (B, K, 2), the bool mask (B, K) of the
+            replaced joints, and the instance scores (B,) (None where none
+            were given).
+        """
+        rule = self.rule.with_threshold(score_thr)
+        rescore = instance_scores is not None and rule.rescore is not None
+        candidates = rule.candidate_mask(scores)
+        ok = (valid_bboxes(bboxes) & torch.isfinite(keypoints).flatten(1).all(1)
+              & torch.isfinite(scores).all(1)
+              & ((~candidates).sum(1) >= rule.min_confident))
+        if not rescore:
+            ok = ok & candidates.any(1)
+        unit_box = torch.tensor([0., 0., 1., 1.], dtype=bboxes.dtype, device=bboxes.device)
+        safe_boxes = torch.where(ok[:, None], bboxes, unit_box)
+        safe_kpts = torch.where(ok[:, None, None], keypoints, torch.zeros_like(keypoints))
+        safe_scores = torch.where(ok[:, None], scores, torch.ones_like(scores))
+        candidates = candidates & ok[:, None]
+        rec, quality = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
+                                                    candidates, check=False)
+        replaced = candidates
+        if rule.gate is not None:
+            margin = rule.gate.margins(self.num_keypoints).to(quality.device)
+            if rule.gate.outside_box is not None:
+                margin = outside_box_margins(margin, joints_outside_boxes(safe_kpts, safe_boxes),
+                                             rule.gate.outside_box)
+            replaced = candidates & expected_gain_gate(quality, margin)
+        if rule.blend == 'linear':
+            w = (safe_scores / rule.score_thr).clamp(0, 1)[..., None]
+            rec = w * safe_kpts + (1 - w) * rec
+        refined = torch.where(replaced[..., None], rec, keypoints)
+        if not rescore:
+            return refined, replaced, instance_scores
+        if rule.candidates != 'all':
+            # the error head learned on candidate (masked) joints: the input
+            # quality of the other joints comes from a pass in which every
+            # joint is one; the replaced joints keep the estimate of the
+            # reconstruction that replaced them
+            _, every = self.reconstruct_with_errors(safe_kpts, safe_scores, safe_boxes,
+                                                    torch.ones_like(candidates), check=False)
+            quality = torch.where(candidates[..., None], quality, every)
+        expected = expected_instance_similarity(quality, replaced)
+        if rule.rescore.calibration is not None:
+            expected = calibrated_similarity(expected, rule.rescore.calibration)
+        rescored = rescored_instance_scores(instance_scores.to(expected), expected,
+                                            rule.rescore.weight, ok)
+        return refined, replaced, rescored
+
+    @torch.no_grad()
+    def refine(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
+               score_thr: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+        """Refine a batch of instances by the rule, keeping their scores
+        (:meth:`refine_and_rescore` with no instance scores).
+
+        Args:
+            keypoints (Tensor): (B, K, 2) pixels.
+            scores (Tensor): (B, K) confidences.
+            bboxes (Tensor): (B, 4) xyxy pixels.
+            score_thr (float, optional): Overrides the rule's threshold.
 
         Returns:
             tuple[Tensor, Tensor]: refined keypoints (B, K, 2) and the bool
             mask (B, K) of the joints that were changed.
         """
-        check_instance_batch(self.num_keypoints, keypoints, scores, bboxes)
-        thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
-        keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
-        refined = keypoints.clone()
-        replaced = torch.zeros_like(scores, dtype=torch.bool)
-        # an instance with no joint below the threshold comes back unchanged,
-        # so it skips the network (a fifth of the Panoptic hands at 0.4)
-        todo = torch.nonzero((scores < thr).any(1)).flatten()
-        # ~100 poses at a time keep the activations in cache: measured
-        # ~1.4x faster on 2 CPU cores than one batch of 4096
-        step = self.test_cfg['chunk_size']
-        for i in range(0, len(todo), step):
-            idx = todo[i:i + step]
-            refined[idx], replaced[idx] = self.refine_batch(keypoints[idx], scores[idx],
-                                                            bboxes[idx], thr)
+        refined, replaced, _ = self.refine_and_rescore(keypoints, scores, bboxes, None,
+                                                       score_thr)
         return refined, replaced
 
     @torch.no_grad()
     def refine_and_rescore(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
-                           instance_scores: Tensor, score_thr: Optional[float] = None
-                           ) -> Tuple[Tensor, Tensor, Tensor]:
-        """:meth:`refine`, and new instance scores from the network's
-        estimate of each output joint's keypoint similarity
-        (:func:`mmport.models.instance_rescoring.rescored_instance_scores`
-        with weight ``test_cfg.rescore``; 0, the default, keeps the scores;
-        the estimate through ``test_cfg.rescore_calibration`` where set).
-        Every instance with a valid box and finite values is judged, also
-        those with no joint below the threshold, in a second network pass
-        where every joint is a candidate.
+                           instance_scores: Optional[Tensor], score_thr: Optional[float] = None
+                           ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Refine a batch of instances by the rule, ``chunk_size`` at a time
+        through :meth:`refine_batch` (no per-instance or per-joint loops),
+        and rescore them where the rule rescores (``instance_scores`` given
+        and ``rule.rescore`` set; else the scores come back as given).
+        Without rescoring, instances with no candidate joint come back
+        unchanged without a network pass.
 
         Args:
             keypoints (Tensor): (B, K, 2) pixels.
             scores (Tensor): (B, K) confidences.
             bboxes (Tensor): (B, 4) xyxy pixels.
-            instance_scores (Tensor): (B,) the instances' scores.
-            score_thr (float, optional): Overrides ``test_cfg.score_thr``.
+            instance_scores (Tensor, optional): (B,) the instances' scores.
+            score_thr (float, optional): Overrides the rule's threshold.
 
         Returns:
-            tuple[Tensor, Tensor, Tensor]: refined keypoints (B, K, 2), the
-            replaced mask (B, K) and the instance scores (B,).
+            tuple: refined keypoints (B, K, 2), the replaced mask (B, K) and
+            the instance scores (B,) (None where none were given).
         """
         check_instance_batch(self.num_keypoints, keypoints, scores, bboxes)
-        if instance_scores.shape != scores.shape[:1]:
+        if instance_scores is not None and instance_scores.shape != scores.shape[:1]:
             raise ValueError(f'instance_scores must be ({scores.shape[0]},), got '
                              f'{tuple(instance_scores.shape)}')
-        weight = float(self.test_cfg['rescore'])
-        if weight == 0:
-            refined, replaced = self.refine(keypoints, scores, bboxes, score_thr)
-            return refined, replaced, instance_scores.float().clone()
-        thr = self.test_cfg['score_thr'] if score_thr is None else score_thr
+        rule = self.rule.with_threshold(score_thr)
         keypoints, scores, bboxes = keypoints.float(), scores.float(), bboxes.float()
-        instance_scores = instance_scores.float()
-        refined, replaced = keypoints.clone(), torch.zeros_like(scores, dtype=torch.bool)
-        rescored = instance_scores.clone()
-        step, calibration = self.test_cfg['chunk_size'], self.test_cfg['rescore_calibration']
-        for i in range(0, len(keypoints), step):
-            sl = slice(i, i + step)
-            refined[sl], replaced[sl], quality, ok = self._refine_batch(
-                keypoints[sl], scores[sl], bboxes[sl], thr, judge_all=True)
-            expected = expected_instance_similarity(quality, replaced[sl])
-            if calibration is not None:
-                expected = calibrated_similarity(expected, calibration)
-            rescored[sl] = rescored_instance_scores(instance_scores[sl], expected, weight, ok)
-        return refined, replaced, rescored
+        refined = keypoints.clone()
+        replaced = torch.zeros_like(scores, dtype=torch.bool)
+        rescoring = instance_scores is not None and rule.rescore is not None
+        out_scores = None if instance_scores is None else instance_scores.float().clone()
+        # an instance with no candidate joint comes back unchanged, so it
+        # skips the network unless its score is to be judged
+        todo = (torch.arange(len(scores)) if rescoring else
+                torch.nonzero(rule.candidate_mask(scores).any(1)).flatten())
+        # a hundred-odd poses at a time keep the activations in cache
+        for i in range(0, len(todo), self.chunk_size):
+            idx = todo[i:i + self.chunk_size]
+            refined[idx], replaced[idx], rescored = self.refine_batch(
+                keypoints[idx], scores[idx], bboxes[idx],
+                out_scores[idx] if rescoring else None, score_thr)
+            if rescoring:
+                out_scores[idx] = rescored
+        return refined, replaced, out_scores
 
     @torch.no_grad()
     def explain(self, keypoints: Tensor, scores: Tensor, bboxes: Tensor,
@@ -379,7 +382,7 @@ class PORTRefiner(BaseModel):
             keypoints (Tensor): (B, K, 2) pixels.
             scores (Tensor): (B, K).
             bboxes (Tensor): (B, 4) xyxy, valid.
-            score_thr (float, optional): Overrides ``test_cfg.score_thr``.
+            score_thr (float, optional): Overrides the rule's threshold.
 
         Returns:
             tuple: refined keypoints (B, K, 2), replaced mask (B, K), and
@@ -414,7 +417,7 @@ class PORTRefiner(BaseModel):
         if mode == 'tensor':
             bboxes = self._gt(data_samples, 'bboxes').to(x)
             return self.reconstruct(x[..., :2], x[..., 2], bboxes,
-                                    x[..., 2] < self.test_cfg['score_thr'])
+                                    self.rule.candidate_mask(x[..., 2]))
         raise ValueError(f'invalid mode {mode!r}')
 
     def loss(self, x: Tensor, data_samples) -> Dict[str, Tensor]:

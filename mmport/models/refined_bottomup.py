@@ -28,7 +28,8 @@ class RefinedBottomupPoseEstimator(RefinedEstimatorMixin, BottomupPoseEstimator)
         refiner_checkpoint (str, optional): A refiner checkpoint.
         refine (bool): Switch refinement off to get the estimator's output
             unchanged. Defaults to True.
-        refine_cfg (dict, optional): Overrides of the refiner's ``test_cfg``.
+        refine_cfg (dict, optional): Overrides of the refiner's rule and
+            ``chunk_size`` (see ``RefinedTopdownPoseEstimator``).
     """
 
     def __init__(self, backbone: dict, neck: Optional[dict] = None,

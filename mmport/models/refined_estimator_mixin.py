@@ -28,7 +28,9 @@ def build_refiner(refiner: Optional[dict], refiner_checkpoint: Optional[str],
         refiner (dict, optional): Its config; by default the one saved in
             ``refiner_checkpoint`` (architecture and test settings).
         refiner_checkpoint (str, optional): Its weights.
-        refine_cfg (dict, optional): Overrides of its ``test_cfg``.
+        refine_cfg (dict, optional): Overrides of its rule (any field of
+            :class:`~mmport.models.refinement_rule.RefinementRule`, e.g.
+            ``score_thr=0.5`` or ``rescore=None``) and ``chunk_size``.
 
     Returns:
         PORTRefiner: The refiner (train mode, as built).
@@ -39,9 +41,14 @@ def build_refiner(refiner: Optional[dict], refiner_checkpoint: Optional[str],
         model = MODELS.build(refiner)
     else:
         raise ValueError('a refined estimator needs refiner_checkpoint (or a refiner config)')
-    model.test_cfg.update(refine_cfg or {})
-    if model.test_cfg['flip_test']:
-        model._check_flip_indices()
+    overrides = dict(refine_cfg or {})
+    if 'chunk_size' in overrides:
+        chunk = overrides.pop('chunk_size')
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f'refine_cfg.chunk_size must be a positive int, got {chunk!r}')
+        model.chunk_size = chunk
+    if overrides:
+        model.rule = model.rule.replace(**overrides)
     return model
 
 
@@ -100,13 +107,13 @@ class RefinedEstimatorMixin:
         ``keypoints`` (refined, (N, K, 2)), ``keypoints_init``,
         ``keypoint_scores_init`` and ``refined_mask`` (bool (N, K)) into each
         sample's ``pred_instances``. Keypoint scores keep the estimator's
-        values; where the refiner rescores (``test_cfg.rescore``) and the
+        values; where the refiner's rule rescores (``rule.rescore``) and the
         instances carry ``bbox_scores`` (the instance score MMPose's COCO
         metric multiplies by the mean keypoint score), those are rescored
         and the estimator's kept as ``bbox_scores_init``."""
         device = next(self.refiner.parameters()).device
         kpts, scores, boxes, counts = self.gather_instances(results, device)
-        rescore = (self.refine_enabled and bool(self.refiner.test_cfg.get('rescore', 0))
+        rescore = (self.refine_enabled and self.refiner.rule.rescore is not None
                    and all('bbox_scores' in r.pred_instances for r in results))
         instance_scores = None
         if self.refine_enabled and len(kpts):

@@ -37,9 +37,10 @@ class RefinedTopdownPoseEstimator(RefinedEstimatorMixin, TopdownPoseEstimator):
     call. ``pred_instances.keypoints`` hold the refined keypoints;
     ``keypoints_init`` / ``keypoint_scores_init`` keep the estimator's, and
     ``refined_mask`` (N, K) tells which joints were replaced. The scores of
-    refined joints keep the estimator's values (so COCO's rescoring of
-    instances is unchanged by refinement: a refined joint is not claimed to
-    be more certain than the estimator said).
+    refined joints keep the estimator's values (a refined joint is not
+    claimed to be more certain than the estimator said); the instance
+    scores (``bbox_scores``) change only where the refiner's rule rescores
+    (``rule.rescore``; the estimator's are kept as ``bbox_scores_init``).
 
     The estimator is always frozen: :meth:`loss` trains the refiner on the
     estimator's own predictions (PoseFix-style); train the estimator with its
@@ -54,12 +55,13 @@ class RefinedTopdownPoseEstimator(RefinedEstimatorMixin, TopdownPoseEstimator):
             format: ``state_dict`` and the config text in ``meta.cfg``).
         refine (bool): Switch refinement off to get the estimator's output
             unchanged (``keypoints == keypoints_init``). Defaults to True.
-        refine_cfg (dict, optional): The refiner's own test settings,
-            overriding its ``test_cfg``: ``score_thr``, ``blend``,
-            ``min_confident``, ``flip_test`` (the refiner's mirror averaging),
-            ``chunk_size``.
-        mask_ratio (float): In :meth:`loss`, the fraction of the joints above
-            ``score_thr`` also masked at random. Defaults to 0.3.
+        refine_cfg (dict, optional): Overrides of the refiner's rule (any
+            field of :class:`~mmport.models.refinement_rule.RefinementRule`:
+            ``candidates``, ``score_thr``, ``gate``, ``blend``,
+            ``min_confident``, ``flip_test`` (the refiner's mirror
+            averaging), ``rescore``) and ``chunk_size``.
+        mask_ratio (float): In :meth:`loss`, the fraction of the joints that
+            are not candidates also masked at random. Defaults to 0.3.
     """
 
     def __init__(self, backbone: dict, neck: Optional[dict] = None,
@@ -121,7 +123,7 @@ class RefinedTopdownPoseEstimator(RefinedEstimatorMixin, TopdownPoseEstimator):
         if not ok.all():
             print_log(f'skipping {(~ok).sum().item()} instances with degenerate boxes',
                       logger='current')
-        mask = (scores < self.refiner.test_cfg['score_thr']) | (
+        mask = self.refiner.rule.candidate_mask(scores) | (
             torch.rand_like(scores) < self.mask_ratio)
         return self.refiner.pose_loss(kpts[ok], scores[ok], boxes[ok], mask[ok], target[ok],
                                       visible[ok])
