@@ -7,7 +7,7 @@
 #   make benchmark-h36m  the Human3.6M benchmark (reads ../shared/data/h36m_sh:
 #                    its licence keeps it out of the repository)
 #   make test        set up .venv, then run the test suite
-#   make speed       the speed benchmark (after make benchmark)
+#   make speed       the speed benchmark of the shipped refiners (checkpoints/)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
@@ -33,12 +33,12 @@ speed: setup
 
 demo: benchmark
 
-# pytest's exit code 5 ("no tests were collected") is reported, not failed;
-# any other non-zero code fails the target (make then exits 2)
+# any non-zero pytest exit code fails the target (make then exits 2); exit code
+# 5 ("no tests were collected") gets a one-line message first
 test: setup
 	@echo "$(PY) -m pytest tests -q"
 	@$(PY) -m pytest tests -q; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests"; exit 0; fi; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
 clean:

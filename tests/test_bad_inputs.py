@@ -32,7 +32,7 @@ def _records(n=20, seed=0):
     return recs
 
 
-def _refine(tmp_path, ckpt, data, name='res.json', raw=None, ann=COCO_ANN):
+def _refine(tmp_path, ckpt, data, name='res.json', raw=None, ann=COCO_ANN, extra=()):
     path = tmp_path / name
     if raw is not None:
         path.write_bytes(raw)
@@ -41,7 +41,8 @@ def _refine(tmp_path, ckpt, data, name='res.json', raw=None, ann=COCO_ANN):
     else:
         path.write_bytes(pickle.dumps(data))
     out = tmp_path / ('out_' + name)
-    args = [str(path), '--checkpoint', ckpt, '--out', str(out)] + (['--ann', ann] if ann else [])
+    args = ([str(path), '--checkpoint', ckpt, '--out', str(out)] + (['--ann', ann] if ann else [])
+            + list(extra))
     refine_results.main(args)
     return out
 
@@ -105,20 +106,35 @@ def _dump(n=6):
                           preds[i, :, 1].max()]]))) for i in range(n)]
 
 
-def test_nan_inf_and_negative_boxes_pass_through(tmp_path, hand_ckpt):
+def test_nan_inf_and_negative_boxes_pass_through(tmp_path, hand_ckpt, capsys):
     dump = _dump(7)
     dump[1]['pred_instances']['keypoints'][0, 4, 0] = np.nan  # NaN keypoint
     dump[2]['pred_instances']['keypoint_scores'][0, 7] = np.inf  # inf score
     dump[3]['pred_instances']['bboxes'][0] = [50, 50, 40, 40]  # negative size
     dump[4]['pred_instances']['bboxes'][0, 2] = np.nan  # NaN box
     dump[5]['pred_instances']['bboxes'][0, 2] = dump[5]['pred_instances']['bboxes'][0, 0]
-    refined = _load_out(_refine(tmp_path, hand_ckpt, dump, name='dump.pkl', ann=None))
+    # framed by the results' boxes as they are: the unusable ones pass through
+    refined = _load_out(_refine(tmp_path, hand_ckpt, dump, name='dump.pkl', ann=None,
+                                extra=['--bbox-source', 'results']))
     assert len(refined) == 7
     for i in range(1, 6):  # unchanged, NaN included, and not marked refined
         p = refined[i]['pred_instances']
         np.testing.assert_array_equal(p['keypoints'], dump[i]['pred_instances']['keypoints'])
         assert not p['refined_mask'].any()
     assert refined[6]['pred_instances']['refined_mask'].any()
+    # auto: the instances with an unusable box are framed by their keypoints
+    # (the boxes themselves are written back as read); NaN values still pass
+    capsys.readouterr()
+    refined = _load_out(_refine(tmp_path, hand_ckpt, dump, name='dump.pkl', ann=None))
+    assert '3 of 7 instances framed by their keypoints' in capsys.readouterr().out
+    for i in (1, 2):
+        p = refined[i]['pred_instances']
+        np.testing.assert_array_equal(p['keypoints'], dump[i]['pred_instances']['keypoints'])
+        assert not p['refined_mask'].any()
+    assert any(refined[i]['pred_instances']['refined_mask'].any() for i in (3, 4, 5))
+    for i in (3, 4, 5):
+        np.testing.assert_array_equal(refined[i]['pred_instances']['bboxes'],
+                                      dump[i]['pred_instances']['bboxes'])
 
 
 def test_all_joints_doubtful(tmp_path, coco_ckpt, hand_ckpt, capsys):

@@ -64,11 +64,61 @@ def test_untrained_model_is_identity_on_visible_joints():
     torch.testing.assert_close(model(coords, mask, scores), coords)
 
 
-def test_default_size_is_close_to_port():
+def _num_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_default_size_is_ports():
+    """The defaults are PORT's size: 64 wide, 4 blocks, MLP x2, QKV over
+    rings 0 and 1 (C = 64, hidden H = 128, K = 21 hand joints, input
+    (x, y, score)). Counted by hand (weights + biases):
+
+        input_embed  Linear(3, C)           3 * 64 + 64              =     256
+        mask_token   C                                               =      64
+        joint_embed  K x C                  21 * 64                  =   1,344
+        per block:
+          norm1      LayerNorm(C)           2 * 64                   =     128
+          qkv        Linear(2 C, 3 C)       128 * 192 + 192          =  24,768
+          proj       Linear(C, C)           64 * 64 + 64             =   4,160
+          norm2      LayerNorm(C)           2 * 64                   =     128
+          mlp        Linear(C, H), (H, C)   64 * 128 + 128
+                                            + 128 * 64 + 64          =  16,576
+          block                                                      =  45,760
+        4 blocks                                                     = 183,040
+        norm         LayerNorm(C)           2 * 64                   =     128
+        head         Linear(C, 2)           64 * 2 + 2               =     130
+        total        256 + 64 + 1,344 + 183,040 + 128 + 130          = 184,962
+
+    The number of heads changes no parameter; width, depth, MLP ratio,
+    rings, K and the score input all do."""
     model = PoseRelationTransformer(21, HAND_LINKS)
-    n = sum(p.numel() for p in model.parameters())
-    # MobileNetV2 top-down hand model (backbone + head): 9.57 M parameters
-    assert n < 0.05 * 9.57e6
+    assert _num_params(model) == 184_962
+    # the error head adds Linear(C, 2): 130
+    assert _num_params(PoseRelationTransformer(21, HAND_LINKS, predict_errors=True)) == 185_092
+
+
+def test_configured_hand_network_size():
+    """The hand config's network (configs/port/port_panoptic-hand2d_keypoints-only.py:
+    C = 32, 4 blocks, MLP x2, rings 0 and 1, one head, with scores; H = 64,
+    K = 21). Counted by hand:
+
+        input_embed  3 * 32 + 32                                     =     128
+        mask_token                                                   =      32
+        joint_embed  21 * 32                                         =     672
+        per block:   norm1 64 + qkv (64 * 96 + 96 = 6,240)
+                     + proj (32 * 32 + 32 = 1,056) + norm2 64
+                     + mlp (32 * 64 + 64 + 64 * 32 + 32 = 4,192)     =  11,616
+        4 blocks                                                     =  46,464
+        norm 64, head 32 * 2 + 2 = 66
+        total        128 + 32 + 672 + 46,464 + 64 + 66               =  47,426
+
+    About a quarter of PORT's size (the shipped
+    checkpoints/port_panoptic_hand21.pth holds as many)."""
+    from mmengine.config import Config
+    network = Config.fromfile('configs/port/port_panoptic-hand2d_keypoints-only.py').model.network
+    network = {k: v for k, v in network.to_dict().items() if k != 'type'}
+    model = PoseRelationTransformer(21, HAND_LINKS, **network)
+    assert _num_params(model) == 47_426
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -1,9 +1,12 @@
 """Offline refinement (mmport.apis.refine_results_file, behind
 tools/refine_results.py), ONNX export and checkpoint loading, with refiners
 trained for a few iterations through the Runner."""
+import gzip
+import importlib.util
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -237,3 +240,259 @@ def test_refine_results_tool_refuses_a_bad_rescore_in_one_line(tmp_path):
     assert code == 2 and 'Traceback' not in out
     assert 'port_panoptic_hand21.pth: does not estimate keypoint similarities' in out
     assert not (tmp_path / 'o.json').exists()
+
+
+# Ground truth never enters refinement (issue #29): the refiner reads the
+# results file alone; an annotation file only scores.
+
+BODY = 'checkpoints/port_coco17_refiner.pth'
+HAND = 'checkpoints/port_panoptic_hand21.pth'
+MPII_REFINER = 'checkpoints/port_mpii16_scorefree.pth'
+LSP_PRED = 'data/body_real/lsp_blazepose.json.gz'
+LSP_GT = 'data/body_real/lsp_gt.json.gz'
+MPII = 'data/mpii/mpii_val_preds.npz'
+
+_spec = importlib.util.spec_from_file_location('refine_results_tool',
+                                               os.path.join(REPO, 'tools', 'refine_results.py'))
+_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_tool)
+
+
+def _lsp_records(n=300):
+    """The first ``n`` of BlazePose's real LSP results, each with its ``bbox``."""
+    with gzip.open(os.path.join(REPO, LSP_PRED), 'rt') as f:
+        return json.load(f)[:n]
+
+
+def _lsp_json(tmp_path, n=300):
+    recs = _lsp_records(n)
+    path = tmp_path / 'lsp.json'
+    path.write_text(json.dumps(recs))
+    return str(path), LSP_GT, BODY, []
+
+
+def _mpii_dump(tmp_path, n=300):
+    """An MMPose ``--dump`` pickle of the 8-stack hourglass' real predictions
+    of the first ``n`` MPII validation persons, each with the box it ran on
+    (MPII's protocol box), and a COCO-style annotation file of them (with
+    head sizes). The third values are "predicted" flags, not confidences."""
+    d = np.load(os.path.join(REPO, MPII))
+    dump, anns, images = [], [], {}
+    for i in range(n):
+        image_id = int(d['val_image_id'][i])
+        box = d['val_bbox'][i].astype(float)
+        dump.append(dict(img_path=f'/mpii/images/{image_id}.jpg', img_id=image_id, id=i,
+                         pred_instances=dict(
+                             keypoints=d['pred_hg_s8'][i][None].astype(np.float32),
+                             keypoint_scores=d['predicted_hg_s8'][i][None].astype(np.float32),
+                             bboxes=box[None].astype(np.float32),
+                             bbox_scores=np.ones(1, np.float32))))
+        images[image_id] = dict(id=image_id, file_name=f'{image_id}.jpg')
+        kp = np.concatenate([d['val_gt'][i], d['val_visibility'][i][:, None]], 1)
+        anns.append(dict(id=int(d['val_ann_id'][i]), image_id=image_id, category_id=1,
+                         keypoints=kp.reshape(-1).tolist(), iscrowd=0,
+                         num_keypoints=int((kp[:, 2] > 0).sum()),
+                         bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                         area=float((box[2] - box[0]) * (box[3] - box[1])),
+                         head_size=float(d['val_head_size'][i])))
+    path, ann = tmp_path / 'mpii_dump.pkl', tmp_path / 'mpii_ann.json'
+    path.write_bytes(pickle.dumps(dump))
+    ann.write_text(json.dumps(dict(images=list(images.values()), annotations=anns,
+                                   categories=[dict(id=1, name='person')])))
+    return str(path), str(ann), MPII_REFINER, ['--scores', 'none']
+
+
+def _panoptic_pickle(tmp_path):
+    return PANOPTIC_PRED, PANOPTIC_ANN, HAND, []
+
+
+_FORMATS = {'coco_json': (_lsp_json, 'refined.json.gz'),
+            'mmpose_dump': (_mpii_dump, 'refined.pkl'),
+            'mmpose0_test_pickle': (_panoptic_pickle, 'refined.pkl')}
+
+
+def _refined_joints(log):
+    return int(re.search(r'(\d+) joints of \d+ instances refined', log).group(1))
+
+
+@pytest.mark.parametrize('kind', sorted(_FORMATS))
+def test_annotations_never_change_the_refined_file(tmp_path, capsys, kind):
+    """``tools/refine_results.py X --out A`` and the same with ``--ann ANN``
+    write the same bytes, on real predictions of three formats: BlazePose's
+    LSP results (COCO json with ``bbox``, the shipped body refiner, which
+    rescores), the hourglass' MPII predictions (an MMPose dump with
+    ``bboxes``, the shipped score-free refiner) and MobileNetV2's Panoptic
+    hands (an MMPose 0.x pickle with ``boxes``, the shipped hand refiner).
+    The annotations did score: the log holds the matched instances."""
+    make, name = _FORMATS[kind]
+    results, ann, ckpt, extra = make(tmp_path)
+    written, logs = {}, {}
+    for with_ann in (False, True):
+        out = tmp_path / f'{int(with_ann)}_{name}'
+        _tool.main([results, '--checkpoint', ckpt, '--out', str(out), *extra]
+                   + (['--ann', ann] if with_ann else []))
+        written[with_ann], logs[with_ann] = out.read_bytes(), capsys.readouterr().out
+    assert written[True] == written[False]
+    assert load_pose_results(str(tmp_path / f'1_{name}')).format == kind
+    assert 'matched' not in logs[False] and re.search(r'matched [1-9]\d* of', logs[True])
+    # the same refinement, and one that changed the file
+    assert _refined_joints(logs[True]) == _refined_joints(logs[False])
+    if kind == 'coco_json':  # every person has a box: the body refiner rescored them
+        assert 'instance scores rescored' in logs[True] and 'COCO AP' in logs[True]
+        assert 'framed by their keypoints' not in logs[True]
+        rescored = load_pose_results(str(tmp_path / f'1_{name}')).scores
+        assert not np.allclose(rescored, load_pose_results(results).scores)
+    else:
+        assert _refined_joints(logs[True]) > 0
+
+
+def test_refiner_frames_are_the_results_boxes(tmp_path):
+    """``auto``: the results' own box where it is finite and not degenerate
+    (a COCO json ``bbox`` as xyxy, ``center`` / ``scale`` as a box of side
+    scale * 200), else the confident keypoints' extent; ``results`` keeps the
+    unusable box (the instance passes through unchanged); ``keypoints``
+    frames every instance by its keypoints. Annotation boxes are no
+    source."""
+    from mmport.apis import BBOX_SOURCES
+    from mmport.apis.offline_refinement import frame_kinds, keypoint_extent_boxes, refiner_boxes
+    assert BBOX_SOURCES == ('auto', 'results', 'keypoints')
+    recs = _lsp_records(4)
+    del recs[1]['bbox']
+    recs[2].pop('bbox')
+    recs[2].update(center=[60.0, 80.0], scale=[0.3, 0.6])
+    recs[3]['bbox'] = [10, 10, 0, 50]  # degenerate
+    path = tmp_path / 'res.json'
+    path.write_text(json.dumps(recs))
+    res = load_pose_results(str(path))
+    np.testing.assert_allclose(res.bboxes[0], np.add(recs[0]['bbox'], [0, 0] + recs[0]['bbox'][:2]))
+    assert list(frame_kinds(res)) == ['results', 'keypoints', 'results', 'keypoints']
+    boxes = refiner_boxes(res, 0.5)
+    np.testing.assert_array_equal(boxes[0], res.bboxes[0])
+    np.testing.assert_allclose(boxes[2], [30, 20, 90, 140])
+    np.testing.assert_array_equal(
+        boxes[1], keypoint_extent_boxes(res.keypoints, res.keypoint_scores, 0.5)[1])
+    assert (boxes[3] != res.bboxes[3]).any()  # the extent, not the degenerate box
+    assert list(frame_kinds(res, 'results')) == ['results'] * 4
+    assert np.isnan(refiner_boxes(res, 0.5, 'results')[1]).all()
+    assert list(frame_kinds(res, 'keypoints')) == ['keypoints'] * 4
+    with pytest.raises(ValueError, match='bbox source must be one of'):
+        frame_kinds(res, 'ann')
+
+
+def test_results_without_boxes_are_framed_by_their_keypoints(tmp_path):
+    """BlazePose's LSP results stripped of their boxes: every person is
+    framed by its keypoints, the summary says so, and the rescoring body
+    refiner keeps every score (its expected OKS is learned in box frames);
+    ``--bbox-source results`` is refused in one line."""
+    recs = [{k: v for k, v in r.items() if k != 'bbox'} for r in _lsp_records(200)]
+    path = tmp_path / 'nobox.json'
+    path.write_text(json.dumps(recs))
+    out = tmp_path / 'refined.json'
+    report = refine_results_file(str(path), BODY, str(out))
+    assert report.framed_by_keypoints == 200 and report.rescore == 0
+    assert report.scores_kept_unboxed == 200
+    summary = report.summary()
+    assert '200 of 200 instances framed by their keypoints: the file gives no usable box' \
+        in summary and 'instance scores kept' in summary
+    assert [r['score'] for r in json.loads(out.read_text())] == [r['score'] for r in recs]
+    # one person without a box is enough to keep every score
+    recs = _lsp_records(200)
+    del recs[7]['bbox']
+    one = tmp_path / 'one_without.json'
+    one.write_text(json.dumps(recs))
+    report = refine_results_file(str(one), BODY)
+    assert report.framed_by_keypoints == 1 and report.scores_kept_unboxed == 1
+    assert report.rescore == 0 and '1 of 200 instances framed by their keypoints' in \
+        report.summary() and 'instance scores kept: 1 of 200' in report.summary()
+    rc, log = _run_tool('tools/refine_results.py', str(path),
+                        '--checkpoint', BODY, '--out', str(tmp_path / 'x.json'),
+                        '--bbox-source', 'results')
+    assert rc == 2 and 'nobox.json: gives no person box' in log and 'Traceback' not in log
+    assert not (tmp_path / 'x.json').exists()
+
+
+def _lsp_mmpose0_pickle(tmp_path, n=256, batch=64):
+    """BlazePose's real LSP results as an MMPose 0.x test pickle: ``boxes``
+    hold the centre and scale (units of 200 px) of each record's ``bbox``,
+    its area and the record's score."""
+    recs = _lsp_records(n)
+    batches = []
+    for start in range(0, n, batch):
+        part = recs[start:start + batch]
+        box = np.array([r['bbox'] for r in part], np.float32)
+        boxes = np.concatenate([box[:, :2] + box[:, 2:] / 2, box[:, 2:] / 200,
+                                box[:, 2:3] * box[:, 3:4],
+                                np.array([[r['score']] for r in part], np.float32)], 1)
+        batches.append(dict(
+            preds=np.array([r['keypoints'] for r in part], np.float32).reshape(-1, 17, 3),
+            boxes=boxes, image_paths=[f'lsp/images/im{r["image_id"]:04d}.jpg' for r in part],
+            bbox_ids=list(range(start, start + len(part))), output_heatmap=None))
+    path = tmp_path / 'lsp_mmpose0.pkl'
+    path.write_bytes(pickle.dumps(batches))
+    return path, batches, recs
+
+
+def test_mmpose0_pickle_output_carries_rescored_scores(tmp_path, capsys):
+    """``--rescore 0.5`` with the body refiner on a 17-joint 0.x pickle: each
+    batch's score column ``boxes[:, 5]`` holds the rescored scores (the
+    report's), the rest of ``boxes`` is written back as read; ``--rescore 0``
+    keeps the file's scores."""
+    path, batches, recs = _lsp_mmpose0_pickle(tmp_path)
+    res = load_pose_results(str(path))
+    np.testing.assert_allclose(res.bboxes, [[x, y, x + w, y + h] for x, y, w, h in
+                                            (r['bbox'] for r in recs)], atol=1e-3)
+    out = tmp_path / 'rescored.pkl'
+    _tool.main([str(path), '--checkpoint', BODY, '--out', str(out), '--rescore', '0.5'])
+    assert 'rescored by the refiner (weight 0.5' in capsys.readouterr().out
+    written = safe_load(out)
+    report = refine_results_file(str(path), BODY, rescore=0.5)
+    given = np.concatenate([b['boxes'][:, 5] for b in batches])
+    scores = np.concatenate([b['boxes'][:, 5] for b in written])
+    assert written[0]['boxes'].dtype == np.float32
+    assert not np.allclose(scores, given)
+    for before, after in zip(batches, written):
+        np.testing.assert_array_equal(after['boxes'][:, :5], before['boxes'][:, :5])
+        assert after['image_paths'] == before['image_paths']
+    np.testing.assert_allclose(load_pose_results(str(out)).scores, scores)
+    np.testing.assert_allclose(load_pose_results(str(out)).keypoints, report.refined,
+                               atol=1e-3)
+    # the weight-0.5 blend of the file's score with the expected OKS (0, 1)
+    expected = scores ** 2 / given
+    assert ((expected > 0) & (expected < 1 + 1e-4)).all()
+    kept = tmp_path / 'kept.pkl'
+    _tool.main([str(path), '--checkpoint', BODY, '--out', str(kept), '--rescore', '0'])
+    np.testing.assert_array_equal(
+        np.concatenate([b['boxes'][:, 5] for b in safe_load(kept)]), given)
+
+
+def test_mmpose_dump_output_carries_rescored_scores(tmp_path):
+    """The same for an MMPose dump: ``pred_instances.bbox_scores`` are the
+    rescored scores, ``bbox_scores_init`` the dump's own."""
+    recs = _lsp_records(64)
+    dump = [dict(img_path=f'lsp/im{r["image_id"]:04d}.jpg', img_id=r['image_id'], id=i,
+                 pred_instances=dict(
+                     keypoints=np.reshape(r['keypoints'], (1, 17, 3))[..., :2],
+                     keypoint_scores=np.reshape(r['keypoints'], (1, 17, 3))[..., 2],
+                     bboxes=np.array([r['bbox'][:2] + [r['bbox'][0] + r['bbox'][2],
+                                                       r['bbox'][1] + r['bbox'][3]]]),
+                     bbox_scores=np.array([r['score']], np.float32)))
+            for i, r in enumerate(recs)]
+    path = tmp_path / 'dump.pkl'
+    path.write_bytes(pickle.dumps(dump))
+    out = tmp_path / 'out.pkl'
+    report = refine_results_file(str(path), BODY, str(out), rescore=0.5)
+    assert report.rescore == 0.5
+    written = safe_load(out)
+    scores = np.concatenate([w['pred_instances']['bbox_scores'] for w in written])
+    init = np.concatenate([w['pred_instances']['bbox_scores_init'] for w in written])
+    np.testing.assert_array_equal(init, np.float32([r['score'] for r in recs]))
+    assert scores.dtype == np.float32 and not np.allclose(scores, init)
+    np.testing.assert_allclose(load_pose_results(str(out)).scores, scores)
+    # not rescored: the dump's scores as they were
+    refine_results_file(str(path), BODY, str(out), rescore=0)
+    assert all('bbox_scores_init' not in w['pred_instances'] for w in safe_load(out))
+
+
+def safe_load(path):
+    from mmport.utils import safe_load_pickle
+    return safe_load_pickle(str(path))

@@ -79,3 +79,42 @@ def test_gzipped_json_results_and_their_errors(tmp_path):
     truncated.write_bytes(packed.read_bytes()[:20])
     with pytest.raises(InputFileError, match='t.json.gz'):
         load_pose_results(str(truncated))
+
+
+def test_coco_json_boxes_are_the_records_own(tmp_path):
+    """A record's ``bbox`` [x, y, w, h] (the box the estimator ran on) is read
+    as xyxy; MMPose 0.x's ``center`` / ``scale`` (units of 200 px) as the box
+    of side scale * 200 around the centre; a record with neither gets a NaN
+    row; ``bbox`` wins over ``center`` / ``scale``."""
+    kp = [10.0, 20.0, 0.5] * 17
+    recs = [dict(image_id=1, category_id=1, keypoints=kp, score=0.9, bbox=[10, 20, 30, 40]),
+            dict(image_id=1, category_id=1, keypoints=kp, score=0.8, center=[100, 50],
+                 scale=[0.5, 1.0]),
+            dict(image_id=2, category_id=1, keypoints=kp, score=0.7),
+            dict(image_id=2, category_id=1, keypoints=kp, score=0.6, bbox=[1, 2, 3, 4],
+                 center=[100, 50], scale=[0.5, 1.0])]
+    path = tmp_path / 'res.json'
+    path.write_text(json.dumps(recs))
+    res = load_pose_results(str(path))
+    np.testing.assert_array_equal(res.bboxes[0], [10, 20, 40, 60])
+    np.testing.assert_array_equal(res.bboxes[1], [50, -50, 150, 150])
+    assert np.isnan(res.bboxes[2]).all()
+    np.testing.assert_array_equal(res.bboxes[3], [1, 2, 4, 6])
+    # the box fields stay in the record, to be written back as read
+    assert res.extra[0]['bbox'] == [10, 20, 30, 40] and res.extra[1]['scale'] == [0.5, 1.0]
+    # no record with a box: no boxes at all
+    path.write_text(json.dumps([recs[2]]))
+    assert load_pose_results(str(path)).bboxes is None
+    path.write_text(json.dumps([dict(recs[0], bbox=[1, 2, 3])]))
+    with pytest.raises(InputFileError, match=r'result 0: "bbox" must be \[x, y, w, h\]'):
+        load_pose_results(str(path))
+
+
+def test_real_mmpose0_boxes_are_centre_and_scale():
+    """The 0.x pickle's boxes: centre and scale * 200 (MobileNetV2's padded
+    square crops around the hands)."""
+    res = load_pose_results(PANOPTIC_PRED)
+    raw = np.concatenate([b['boxes'] for b in safe_load_pickle(PANOPTIC_PRED)]).astype(float)
+    np.testing.assert_allclose((res.bboxes[:, :2] + res.bboxes[:, 2:]) / 2, raw[:, :2])
+    np.testing.assert_allclose(res.bboxes[:, 2:] - res.bboxes[:, :2], raw[:, 2:4] * 200)
+    np.testing.assert_array_equal(res.scores, raw[:, 5])

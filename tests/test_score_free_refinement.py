@@ -24,7 +24,8 @@ def _run_tool(*args):
 def mpii_files(tmp_path_factory):
     """The first 40 validation persons as a COCO-style annotation file (with
     head sizes) and the 8-stack hourglass' real predictions of them as a
-    results file whose third values are 1 (predicted), not confidences."""
+    results file whose third values are 1 (predicted), not confidences, and
+    whose ``bbox`` is the box the model ran on (MPII's protocol box)."""
     d = np.load(f'{REPO}/{MPII}')
     tmp = tmp_path_factory.mktemp('mpii')
     n = 40
@@ -42,6 +43,7 @@ def mpii_files(tmp_path_factory):
         pred = np.concatenate([d['pred_hg_s8'][i], d['predicted_hg_s8'][i][:, None]], 1)
         recs.append(dict(image_id=int(d['val_image_id'][i]), category_id=1, score=1.0,
                          annotation_id=int(d['val_ann_id'][i]),
+                         bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
                          keypoints=pred.reshape(-1).tolist()))
     images = list({im['id']: im for im in images}.values())
     ann = tmp / 'ann.json'

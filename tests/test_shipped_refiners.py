@@ -61,25 +61,31 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     changed = np.abs(after[..., :2] - before[..., :2]).sum(-1) > 1e-3
     np.testing.assert_array_equal(changed, report.replaced)
     np.testing.assert_array_equal(after[..., 2], before[..., 2])  # scores kept
-    # results are matched to annotations by box overlap (BlazePose's boxes
-    # are its keypoints' extent: in crowded photos a few match no one)
+    # the boxes BlazePose ran on are written back as read
+    assert [r['bbox'] for r in refined] == [r['bbox'] for r in source]
+    # results are matched to annotations (for scoring only) by the overlap
+    # of their keypoints' extent: in crowded photos a few match no one
     assert 280 <= report.matched <= 307
     # COCO AP over all 307 with xtcocotools: BlazePose's own AP on this set
     assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
     assert report.coco_ap['instances'] == 307
-    # it moves nothing on a detector it has never seen, and the persons
-    # matched by no annotation have no person box: their keypoint frames are
-    # not what the rescoring learned, so every instance keeps its score
+    # it moves nothing on a detector it has never seen; every person is
+    # framed by the box BlazePose ran on, so the refiner rescores them all
     assert not report.replaced.any()
-    assert report.rescore == 0 and report.scores_kept_unboxed == 307 - report.matched
-    assert 'instance scores kept' in report.summary()
-    assert [r['score'] for r in refined] == [r['score'] for r in source]
-    assert report.coco_ap['refined'] == report.coco_ap['init']
+    assert report.framed_by_keypoints == 0 and report.scores_kept_unboxed == 0
+    assert report.rescore == load_refiner(BODY).test_cfg['rescore'] > 0
+    assert 'instance scores rescored' in report.summary()
+    assert 'framed by their keypoints' not in report.summary()
+    scores = np.array([r['score'] for r in refined])
+    assert ((scores > 0) & (scores <= 1)).all()
+    assert not np.allclose(scores, [r['score'] for r in source])
     assert report.errors['refined']['EPE'] == report.errors['init']['EPE']
     assert 15 < report.errors['init']['EPE'] < 35
-    # no annotation at all: the same
-    bare = refine_results_file(COCO_PRED, BODY)
-    assert bare.rescore == 0 and bare.scores_kept_unboxed == 307
+    # no annotation at all: the same refinement, the same file
+    bare_out = tmp_path / 'bare.json.gz'
+    bare = refine_results_file(COCO_PRED, BODY, out=str(bare_out))
+    assert bare.rescore == report.rescore and bare.matched is None and not bare.coco_ap
+    assert bare_out.read_bytes() == out.read_bytes()
 
 
 def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
@@ -99,12 +105,14 @@ def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
 
 
 def test_rescored_instance_scores_raise_ap_on_real_lsp_predictions():
-    """All 1982 LSP persons match an annotation and are framed by its box:
-    the refiner's rescored instance scores rank BlazePose's persons better
-    than BlazePose's own (COCO AP with xtcocotools)."""
+    """All 1982 LSP persons are framed by the crop BlazePose ran on (the
+    results' ``bbox``) and match an annotation (for scoring): the refiner's
+    rescored instance scores rank BlazePose's persons better than
+    BlazePose's own (COCO AP with xtcocotools)."""
     report = refine_results_file('data/body_real/lsp_blazepose.json.gz', BODY,
                                  ann='data/body_real/lsp_gt.json.gz')
-    assert report.matched == 1982
+    assert report.matched == 1982 and report.framed_by_keypoints == 0
+    assert report.rescore > 0
     assert report.coco_ap['init'] == pytest.approx(0.8077, abs=1e-4)
     assert report.coco_ap['refined'] > report.coco_ap['init'] + 0.002
 
@@ -115,7 +123,8 @@ def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
     for weight in (1.0, 0.5):
         refiner.test_cfg['rescore'] = weight
         out = tmp_path / f'rescored_{weight}.json'
-        # forced: some persons of this file have no person box
+        # every person of this file has the box BlazePose ran on; the
+        # weight is the one asked for
         report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT,
                                      rescore=weight)
         assert report.rescore == weight and 'rescored' in report.summary()

@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     parser.add_argument('results')
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--out', required=True)
-    parser.add_argument('--ann', help='COCO-style annotations (boxes, ground truth)')
+    parser.add_argument('--ann', help='COCO-style annotations: ground truth drawn and image '
+                        'names searched only; never changes the refinement')
     parser.add_argument('--image', default='0', help='instance index or image name substring')
     parser.add_argument('--joint', type=int, help='joint to explain (default: most moved)')
     parser.add_argument('--image-root', help='folder of the images, to draw on them')

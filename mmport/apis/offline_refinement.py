@@ -1,4 +1,12 @@
-"""Refine another method's results file (PoseFix-style, offline)."""
+"""Refine another method's results file (PoseFix-style, offline).
+
+Ground truth never enters refinement: each instance is refined from what
+the results file holds (keypoints, their scores, the instance score and the
+box the estimator ran on, where the file gives one; else the extent of the
+keypoints frames the instance). An annotation file is read only to score
+the refined result (:func:`match_ground_truth`,
+:func:`score_against_annotations`).
+"""
 import copy
 import gzip
 import json
@@ -23,7 +31,8 @@ from mmport.utils import InputFileError, load_json, safe_load_pickle
 
 @dataclass
 class GroundTruthMatch:
-    """Per result instance, its ground-truth annotation (where one matched).
+    """Per result instance, its ground-truth annotation (where one matched),
+    for scoring only.
 
     Attributes:
         ann_index (np.ndarray): int (N,), index into ``annotations`` or -1.
@@ -46,8 +55,17 @@ def load_coco_annotations(ann_file: str) -> dict:
 
 
 def keypoint_extent_boxes(keypoints: np.ndarray, scores: np.ndarray, thr: float) -> np.ndarray:
-    """Boxes (N, 4) around each instance's confident keypoints (all of them
-    where fewer than two are confident); NaN where no keypoint is finite."""
+    """Boxes around each instance's confident keypoints.
+
+    Args:
+        keypoints (np.ndarray): (N, K, 2) pixels.
+        scores (np.ndarray): (N, K) confidences.
+        thr (float): Joints scored ``>= thr`` are confident (all finite
+            joints where fewer than two are); ``-inf``: all finite joints.
+
+    Returns:
+        np.ndarray: (N, 4) xyxy; NaN where no keypoint is finite.
+    """
     if keypoints.size == 0:
         return np.full((len(keypoints), 4), np.nan)
     conf = (scores >= thr) & np.isfinite(keypoints).all(-1)
@@ -60,10 +78,20 @@ def keypoint_extent_boxes(keypoints: np.ndarray, scores: np.ndarray, thr: float)
 
 
 def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
-    """Match each result instance to an annotation of its image: the one its
-    record names (``annotation_id``, as in the MPII results files), else the
-    image's only one, or the one whose box best overlaps the instance's
-    keypoints (IoU > 0.1)."""
+    """Match each result instance to an annotation of its image, to score
+    the refinement (never to refine): the one its record names
+    (``annotation_id``, as in the MPII results files), else the image's only
+    one, or the one whose box best overlaps the extent of the instance's
+    keypoints (IoU > 0.1).
+
+    Args:
+        results (PoseResults): The loaded results (N instances).
+        coco (dict): A COCO-style annotation file (crowd annotations are
+            left out).
+
+    Returns:
+        GroundTruthMatch: Per instance, its annotation index or -1.
+    """
     by_name = {osp.basename(img['file_name']): img['id'] for img in coco['images']}
     anns = [a for a in coco['annotations'] if not a.get('iscrowd', 0)]
     per_image: Dict[object, List[int]] = defaultdict(list)
@@ -104,45 +132,75 @@ def _int_or_none(key):
         return None
 
 
-BBOX_SOURCES = ('auto', 'ann', 'results', 'keypoints')
+BBOX_SOURCES = ('auto', 'results', 'keypoints')
+NO_BOXES = ("gives no person box: bbox source 'results' needs one ('auto' and 'keypoints' "
+            'frame instances by their keypoints)')
 
 
-def refiner_boxes(results: PoseResults, match: Optional[GroundTruthMatch], thr: float,
-                  source: str = 'auto') -> np.ndarray:
-    """The frame box (N, 4) xyxy of every instance.
+def usable_boxes(bboxes: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Which of ``n`` boxes (N, 4) xyxy can frame an instance: finite, with
+    positive width and height (bool (N,); all False where ``bboxes`` is
+    None)."""
+    if bboxes is None:
+        return np.zeros(n, bool)
+    bboxes = np.asarray(bboxes, np.float64).reshape(n, 4)
+    with np.errstate(invalid='ignore'):
+        return np.isfinite(bboxes).all(1) & (bboxes[:, 2:] > bboxes[:, :2]).all(1)
 
-    ``'ann'``: the matched annotation's box (the frame the refiner was
-    trained in); ``'results'``: the box the results file gives (the
-    detector's); ``'keypoints'``: the extent of the instance's confident
-    keypoints. ``'auto'`` takes, per instance, the annotation's box where one
-    matched, else the detector's box of an MMPose ``--dump`` file, else the
-    keypoint extent. (MMPose 0.x pickles hold padded crop boxes, used only on
-    request.) Unusable boxes are not fixed here: such instances pass through
-    the refiner unchanged.
+
+def frame_kinds(results: PoseResults, source: str = 'auto') -> np.ndarray:
+    """Which box :func:`refiner_boxes` frames each instance by.
+
+    Args:
+        results (PoseResults): The loaded results (N instances).
+        source (str): One of ``BBOX_SOURCES``: ``'auto'``, per instance, the
+            results' own box where it is finite and non-degenerate, else the
+            extent of the instance's keypoints; ``'results'``: the results'
+            own box for every instance (instances with an unusable one pass
+            through the refiner unchanged); ``'keypoints'``: the keypoints'
+            extent for every instance.
+
+    Returns:
+        np.ndarray: object (N,), ``'results'`` or ``'keypoints'`` per
+        instance.
+
+    Raises:
+        ValueError: An unknown ``source``, or ``'results'`` for results
+            that give no box.
     """
-    kinds = frame_kinds(results, match, source)
-    boxes = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, thr)
-    if (kinds == 'results').any():
-        boxes = results.bboxes.astype(np.float64).copy()
-    for n in np.flatnonzero(kinds == 'ann'):
-        x, y, w, h = match.annotations[match.ann_index[n]]['bbox']
-        boxes[n] = [x, y, x + w, y + h]
-    return boxes
-
-
-def frame_kinds(results: PoseResults, match: Optional[GroundTruthMatch],
-                source: str = 'auto') -> np.ndarray:
-    """Which box :func:`refiner_boxes` frames each instance by (N,):
-    ``'ann'``, ``'results'`` or ``'keypoints'``."""
     if source not in BBOX_SOURCES:
         raise ValueError(f'bbox source must be one of {BBOX_SOURCES}, got {source!r}')
     kinds = np.full(len(results), 'keypoints', dtype=object)
-    if source in ('results', 'auto') and results.bboxes is not None and (
-            source == 'results' or results.format == 'mmpose_dump'):
+    if source == 'results':
+        if len(results) and results.bboxes is None:
+            raise ValueError(NO_BOXES)
         kinds[:] = 'results'
-    if source in ('ann', 'auto') and match is not None:
-        kinds[match.ann_index >= 0] = 'ann'
+    elif source == 'auto':
+        kinds[usable_boxes(results.bboxes, len(results))] = 'results'
     return kinds
+
+
+def refiner_boxes(results: PoseResults, thr: float, source: str = 'auto') -> np.ndarray:
+    """The frame box of every instance, from the results file alone (never
+    from an annotation file).
+
+    Args:
+        results (PoseResults): The loaded results (N instances, K joints).
+        thr (float): Confidence threshold of the keypoint extent: the box
+            around the instance's joints scored ``>= thr`` (all finite ones
+            where fewer than two are); ``-inf``: all finite joints.
+        source (str): One of ``BBOX_SOURCES`` (see :func:`frame_kinds`).
+
+    Returns:
+        np.ndarray: (N, 4) xyxy pixels. Unusable boxes (NaN, degenerate) are
+        not fixed here: such instances pass through the refiner unchanged.
+    """
+    kinds = frame_kinds(results, source)
+    boxes = keypoint_extent_boxes(results.keypoints, results.keypoint_scores, thr)
+    own = kinds == 'results'
+    if own.any():
+        boxes[own] = np.asarray(results.bboxes, np.float64).reshape(-1, 4)[own]
+    return boxes
 
 
 def refine_arrays(refiner, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
@@ -193,13 +251,24 @@ def encode_results(results: PoseResults, source, refined: np.ndarray,
                    replaced: np.ndarray, instance_scores: Optional[np.ndarray] = None) -> bytes:
     """Serialise refined keypoints in the format of the source file.
 
+    Every field but the refined keypoints (and the rescored instance scores)
+    is written back as read: boxes (``bbox``, ``center``, ``scale``,
+    ``boxes``, ``bboxes``), ids, per-joint scores.
+
     Args:
-        results (PoseResults): The loaded results.
+        results (PoseResults): The loaded results (N instances, K joints).
         source: The raw loaded object (list) of the source file.
         refined (np.ndarray): (N, K, 2) refined keypoints.
         replaced (np.ndarray): bool (N, K).
-        instance_scores (np.ndarray, optional): (N,) the ``score`` of each
-            COCO json record, where the refiner rescored them.
+        instance_scores (np.ndarray, optional): (N,) rescored instance
+            scores, written as each COCO json record's ``score``, each MMPose
+            0.x batch's ``boxes[:, 5]`` (batches without that score column
+            keep none) or each dump's ``pred_instances.bbox_scores`` (the
+            dump's own kept as ``bbox_scores_init``). None: the file's are
+            kept.
+
+    Returns:
+        bytes: The file's content (json text or a pickle).
     """
     if results.format == 'coco_json':
         out = []
@@ -216,9 +285,16 @@ def encode_results(results: PoseResults, source, refined: np.ndarray,
         n = 0
         for batch in out:
             preds = np.array(batch['preds'], copy=True)
-            preds[..., :2] = refined[n:n + len(preds)].astype(preds.dtype)
+            m = len(preds)
+            preds[..., :2] = refined[n:n + m].astype(preds.dtype)
             batch['preds'] = preds
-            n += len(preds)
+            if instance_scores is not None and batch.get('boxes') is not None and m:
+                boxes = np.array(batch['boxes'], copy=True)
+                if boxes.ndim == 2 and boxes.shape[0] == m and boxes.shape[1] > 5:
+                    # the 0.x score column: centre x, centre y, scale w, scale h, area, score
+                    boxes[:, 5] = instance_scores[n:n + m].astype(boxes.dtype)
+                    batch['boxes'] = boxes
+            n += m
     else:  # mmpose_dump
         for n, extra in enumerate(results.extra):
             pred = out[extra['record']]['pred_instances']
@@ -232,6 +308,14 @@ def encode_results(results: PoseResults, source, refined: np.ndarray,
             mask = np.array(mask, copy=True)
             mask[extra['instance']] = replaced[n]
             pred['refined_mask'] = mask
+            if instance_scores is not None:
+                given = source[extra['record']]['pred_instances'].get('bbox_scores')
+                given = (np.ones(len(kp), np.float32) if given is None
+                         else np.asarray(given).reshape(len(kp)))
+                pred.setdefault('bbox_scores_init', given.copy())
+                scores = np.array(pred.get('bbox_scores', given), copy=True).reshape(len(kp))
+                scores[extra['instance']] = instance_scores[n]
+                pred['bbox_scores'] = scores
     return pickle.dumps(out)
 
 
@@ -251,7 +335,7 @@ class OfflineRefinementReport:
             none of them, or a degenerate box, non-finite values or too few
             confident joints).
         matched (int, optional): Instances matched to a ground-truth
-            annotation (with ``ann``).
+            annotation (with ``ann``; scoring only).
         errors (dict): With ground truth of the refiner's skeleton:
             ``'init'`` / ``'refined'`` -> :func:`refinement_report` entries
             (``EPE``, ``EPE_replaced``, ...) over the matched instances.
@@ -263,9 +347,13 @@ class OfflineRefinementReport:
             ``'init'`` / ``'refined'`` -> :func:`mpii_pose_errors` entries.
         rescore (float): The weight of the refiner's expected OKS in the
             written instance scores (0: the file's scores are kept).
-        scores_kept_unboxed (int): Instances without a person box (framed
-            by their keypoints) because of which a rescoring refiner kept
-            every instance's score (0: not the case).
+        scores_kept_unboxed (int): Instances without a usable box from the
+            results file because of which a rescoring refiner kept every
+            instance's score (0: not the case).
+        bbox_source (str): The ``bbox_source`` asked for.
+        framed_by_keypoints (int): Instances framed by the extent of their
+            keypoints (with ``'auto'``: those the file gives no finite,
+            non-degenerate box for).
     """
     results_file: str
     out: Optional[str]
@@ -280,6 +368,8 @@ class OfflineRefinementReport:
     pckh: Dict[str, dict] = field(default_factory=dict)
     rescore: float = 0.0
     scores_kept_unboxed: int = 0
+    bbox_source: str = 'auto'
+    framed_by_keypoints: int = 0
 
     def summary(self) -> str:
         """The report as the lines ``tools/refine_results.py`` prints."""
@@ -291,15 +381,21 @@ class OfflineRefinementReport:
                  f'{"candidate" if self.score_free else "low-confidence"} joints passed '
                  'through unchanged (the do-no-harm gate where the refiner has one, a '
                  'degenerate box, non-finite values or too few confident joints)']
+        if self.framed_by_keypoints:
+            why = ('as asked (--bbox-source keypoints)' if self.bbox_source == 'keypoints'
+                   else 'the file gives no usable box for them')
+            lines.append(f'{self.framed_by_keypoints} of {n} instances framed by their '
+                         f'keypoints: {why}')
         if self.rescore:
             lines.append(f'instance scores rescored by the refiner (weight {self.rescore} of its '
                          'expected OKS)')
         if self.scores_kept_unboxed:
             lines.append(f'instance scores kept: {self.scores_kept_unboxed} of {n} instances '
-                         'have no person box (framed by their keypoints), where the refiner\'s '
+                         'have no usable box from the results file, where the refiner\'s '
                          'expected OKS is not what it learned (--rescore W forces it)')
         if self.errors:
-            lines.append(f'matched {self.matched} of {n} instances to ground truth')
+            lines.append(f'matched {self.matched} of {n} instances to ground truth (scoring '
+                         'only)')
             for name in ('EPE', 'EPE_replaced'):
                 lines.append(f'  {name}: {self.errors["init"][name]:.3f} -> '
                              f'{self.errors["refined"][name]:.3f}')
@@ -321,25 +417,36 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
     """Refine the results file of any pose estimation method with a PORT
     refiner (offline, PoseFix-style).
 
+    The refinement reads the results file only: keypoints, their scores,
+    the instance scores and the box the estimator ran on, where the file
+    gives one. The annotation file (``ann``) only scores the result: the
+    refined keypoints, the replaced joints, the instance scores and the
+    written file are the same with and without it.
+
     Args:
         results (str): A COCO keypoint results json (image_id, category_id,
-            keypoints, score), an MMPose ``tools/test.py --dump`` pickle or an
-            MMPose 0.x test output pickle. Pickles are read with a restricted
-            unpickler (numpy and builtin data only).
+            keypoints, score; optionally ``bbox`` [x, y, w, h] or MMPose
+            0.x's ``center`` / ``scale``), an MMPose ``tools/test.py --dump``
+            pickle or an MMPose 0.x test output pickle. Pickles are read
+            with a restricted unpickler (numpy and builtin data only).
         checkpoint (str | PORTRefiner): A refiner checkpoint, or a loaded
             refiner.
         out (str, optional): Where to write the refined results, in the
             format of ``results`` (atomically; gzipped if it ends in
             ``.gz``). None: nothing is written.
-        ann (str, optional): A COCO-style annotation file: each instance is
-            framed by its matched annotation's box, and the report holds
-            before/after errors (and COCO keypoint AP for json results of a
-            skeleton with sigmas, e.g. 17-joint bodies).
+        ann (str, optional): A COCO-style annotation file, for scoring only:
+            the report holds before/after errors of the instances matched to
+            an annotation (and COCO keypoint AP for json results of a
+            skeleton with sigmas, e.g. 17-joint bodies; PCKh@0.5 where the
+            annotations carry MPII's ``head_size``). It never changes the
+            refined output.
         score_thr (float, optional): Confidence threshold; default: the
             refiner's.
         config (str, optional): Refiner config, if the checkpoint holds none.
         bbox_source (str): Frame of each instance, one of ``BBOX_SOURCES``
-            (see :func:`refiner_boxes`).
+            (see :func:`frame_kinds`): ``'auto'`` (the results' own box where
+            it is usable, else the keypoints' extent), ``'results'`` or
+            ``'keypoints'``.
         device (str): Device of the refiner.
         scores (str): ``'file'``: the file's per-joint scores are
             confidences; ``'none'``: they are not (a constant, or a
@@ -348,17 +455,19 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
             are written back as read.
         rescore (float, optional): Weight in [0, 1] of the refiner's
             expected OKS in the instance scores. Default: the refiner's
-            (``test_cfg.rescore``) where every instance has a person box
-            (a matched annotation's, or the results' own), else 0: the
-            estimate is learned in person-box frames, and scores rescored
-            and kept do not rank together. 0 keeps the file's scores.
+            (``test_cfg.rescore``) where every instance is framed by a
+            usable box of the results file, else 0: the estimate is learned
+            in person-box frames, and scores rescored and kept do not rank
+            together. 0 keeps the file's scores. Rescored scores are written
+            as json ``score``, 0.x ``boxes[:, 5]`` or dump ``bbox_scores``.
 
     Returns:
         OfflineRefinementReport: The refined keypoints and what changed.
 
     Raises:
-        InputFileError: An unreadable file, or results of another skeleton
-            than the refiner's.
+        InputFileError: An unreadable file, results of another skeleton
+            than the refiner's, or ``bbox_source='results'`` for results
+            without boxes.
     """
     if rescore is not None and not 0 <= rescore <= 1:
         raise ValueError(f'rescore must be in [0, 1], got {rescore}')
@@ -370,10 +479,16 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         raise InputFileError(name, 'does not estimate keypoint similarities '
                              "(predict_errors=True, quality_kind='keypoint_similarity'), "
                              'so it cannot rescore')
+    # read (and checked) now, so that a bad file fails before any work; used
+    # only to score, after the refined output is final
     coco = load_coco_annotations(ann) if ann else None
-    match = match_ground_truth(poses, coco) if coco else None
-    kinds = frame_kinds(poses, match, bbox_source)
-    unboxed = int((kinds == 'keypoints').sum())
+    if bbox_source == 'results' and len(poses) and poses.bboxes is None:
+        raise InputFileError(results, NO_BOXES)
+    kinds = frame_kinds(poses, bbox_source)
+    keypoint_framed = int((kinds == 'keypoints').sum())
+    # instances framed by a usable box of the results file
+    boxed = (kinds == 'results') & usable_boxes(poses.bboxes, len(poses))
+    unboxed = int((~boxed).sum())
     if rescore is None and refiner.test_cfg.get('rescore', 0) and unboxed:
         # the expected OKS is learned in person-box frames; and rescored and
         # unrescored scores do not rank together, so all are kept
@@ -401,7 +516,8 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         name = f'refiner {checkpoint}' if isinstance(checkpoint, str) else 'refiner'
         raise InputFileError(results, f'has {poses.keypoints.shape[1]} keypoints per '
                              f'instance, the {name} {refiner.num_keypoints}')
-    boxes = refiner_boxes(poses, match, -np.inf if score_free else thr, bbox_source)
+    boxes = refiner_boxes(poses, -np.inf if score_free else thr, bbox_source)
+    rescored = bool(refiner.test_cfg.get('rescore', 0))
     if len(poses):
         refined, replaced, instance_scores = refine_arrays(
             refiner, poses.keypoints, joint_scores, boxes, thr, instance_scores=poses.scores)
@@ -415,16 +531,39 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
         else:
             source = safe_load_pickle(results)
     if out is not None:
-        data = encode_results(poses, source, refined, replaced, instance_scores)
-        atomic_write(out, gzip.compress(data) if str(out).endswith('.gz') else data)
+        data = encode_results(poses, source, refined, replaced,
+                              instance_scores if rescored else None)
+        atomic_write(out, gzip.compress(data, mtime=0) if str(out).endswith('.gz') else data)
     low = (joint_scores < thr).any(1) if len(poses) else np.zeros(0, bool)
     report = OfflineRefinementReport(results, out, thr, refined, replaced,
                                      int((low & ~replaced.any(1)).sum()), score_free=score_free,
                                      rescore=float(refiner.test_cfg.get('rescore', 0)),
-                                     scores_kept_unboxed=unboxed)
-    if match is None or not (match.ann_index >= 0).any():
-        return report
+                                     scores_kept_unboxed=unboxed, bbox_source=bbox_source,
+                                     framed_by_keypoints=keypoint_framed)
+    if coco is not None:  # scoring only: the refined output above is final
+        score_against_annotations(report, poses, source, coco, refiner, instance_scores)
+    return report
 
+
+def score_against_annotations(report: OfflineRefinementReport, poses: PoseResults, source,
+                              coco: dict, refiner, instance_scores: np.ndarray) -> None:
+    """Fill the report's ground-truth scores (``matched``, ``errors``,
+    ``pckh``, ``coco_ap``) in place. Reads the refined output; changes
+    nothing of it.
+
+    Args:
+        report (OfflineRefinementReport): The refinement's report (its
+            ``refined`` (N, K, 2) and ``replaced`` (N, K)).
+        poses (PoseResults): The results as read (N instances).
+        source: The raw loaded results file (list).
+        coco (dict): The COCO-style annotation file.
+        refiner (PORTRefiner): The refiner (its skeleton and sigmas).
+        instance_scores (np.ndarray): (N,) the written instance scores.
+    """
+    refined, replaced = report.refined, report.replaced
+    match = match_ground_truth(poses, coco)
+    if not (match.ann_index >= 0).any():
+        return
     m = match.ann_index >= 0
     anns = [match.annotations[a] for a in match.ann_index[m]]
     gt = np.array([a['keypoints'] for a in anns], np.float64).reshape(len(anns), -1, 3)
@@ -457,4 +596,3 @@ def refine_results_file(results: str, checkpoint: Union[str, torch.nn.Module],
             init=coco_keypoint_ap(coco, records(poses.keypoints, poses.scores), sigmas)['AP'],
             refined=coco_keypoint_ap(coco, records(refined, instance_scores), sigmas)['AP'],
             instances=len(keep))
-    return report

@@ -86,7 +86,10 @@ def explain_refinement(results: str, checkpoint: Union[str, torch.nn.Module], ou
         checkpoint (str | PORTRefiner): A refiner checkpoint, or a loaded
             refiner.
         out (str): The image to write.
-        ann (str, optional): COCO-style annotations (boxes, ground truth).
+        ann (str, optional): COCO-style annotations: the ground truth drawn
+            and the image names searched; never the refiner's frame (that
+            is the results' own box, else the keypoints' extent, as in
+            :func:`refine_results_file`).
         image (int | str): Instance index, or a substring of its image name.
         joint (int, optional): The joint to explain; default: the replaced
             joint the refiner moved most.
@@ -105,7 +108,7 @@ def explain_refinement(results: str, checkpoint: Union[str, torch.nn.Module], ou
     thr = refiner.test_cfg['score_thr'] if score_thr is None else score_thr
     coco = load_coco_annotations(ann) if ann else None
     match = match_ground_truth(poses, coco) if coco else None
-    boxes = refiner_boxes(poses, match, thr)
+    boxes = refiner_boxes(poses, thr)  # the results' own boxes, never the annotations'
     n = find_instance(poses, image, results, coco)
     kpts = torch.from_numpy(poses.keypoints[n:n + 1]).float()
     scores = torch.from_numpy(poses.keypoint_scores[n:n + 1]).float()
