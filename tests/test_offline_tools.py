@@ -155,7 +155,9 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
     onnx_file = export_onnx(refiner, str(tmp_path / 'port.onnx'))
     assert not refiner.training  # export used to leave it in train mode
     meta = {p.key: p.value for p in onnx.load(onnx_file).metadata_props}
-    assert meta == {'mmport.score_thr': '0.3', 'mmport.num_keypoints': '21'}
+    assert json.loads(meta.pop('mmport.rule')) == refiner.rule.to_config()
+    assert meta == {'mmport.score_thr': '0.3', 'mmport.num_keypoints': '21',
+                    'mmport.candidates': 'below_score', 'mmport.rescore': 'none'}
     kpts, scores, boxes = _panoptic_inputs()
     session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     for batch in (1, 846):  # dynamic batch axis
@@ -170,7 +172,7 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
         assert err < 1e-3, err  # pixels
     assert rep.any()
     # flip test (instance and mirror image in one network call) exports too
-    refiner.test_cfg['flip_test'] = True
+    refiner.rule = refiner.rule.replace(flip_test=True)
     session = ort.InferenceSession(export_onnx(refiner, str(tmp_path / 'flip.onnx')),
                                    providers=['CPUExecutionProvider'])
     onnx_out, _ = session.run(None, dict(keypoints=kpts, scores=scores, bboxes=boxes))
@@ -178,7 +180,7 @@ def test_onnx_export_matches_pytorch_on_real_predictions(tmp_path, hand_ckpt):
     assert np.abs(onnx_out - flipped.numpy()).max() < 1e-3
     assert np.abs(flipped.numpy() - ref.numpy()).max() > 0.1  # it did change the output
     from mmport.deployment import compare_onnx_with_pytorch
-    err, masks_equal = compare_onnx_with_pytorch(refiner, str(tmp_path / 'flip.onnx'))
+    err, masks_equal, _ = compare_onnx_with_pytorch(refiner, str(tmp_path / 'flip.onnx'))
     assert err < 1e-3 and masks_equal
     rc, log = _run_tool('tools/export_onnx.py', hand_ckpt, '--out', str(tmp_path / 'b.onnx'))
     assert rc == 0 and 'max abs error' in log and 'masks equal: True' in log, log
@@ -354,7 +356,7 @@ def test_refiner_frames_are_the_results_boxes(tmp_path):
     frames every instance by its keypoints. Annotation boxes are no
     source."""
     from mmport.apis import BBOX_SOURCES
-    from mmport.apis.offline_refinement import frame_kinds, keypoint_extent_boxes, refiner_boxes
+    from mmport.apis.framing import frame_kinds, keypoint_extent_boxes, refiner_boxes
     assert BBOX_SOURCES == ('auto', 'results', 'keypoints')
     recs = _lsp_records(4)
     del recs[1]['bbox']

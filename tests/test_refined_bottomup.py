@@ -35,7 +35,7 @@ def checkpoints(tmp_path_factory):
     ref_cfg = Config.fromfile(REFINER_CFG)
     ref_cfg.model.network.embed_dim = 32
     ref_cfg.model.network.depth = 2
-    ref_cfg.model.test_cfg.score_thr = 0.0  # about half of the random scores
+    ref_cfg.model.test_cfg.rule.score_thr = 0.0  # about half of the random scores
     refiner = MODELS.build(ref_cfg.model)
     torch.nn.init.normal_(refiner.network.head.weight, std=0.1)  # not the identity
     refiner_path = str(out / 'refiner.pth')

@@ -140,7 +140,7 @@ def test_flip_test_gate_is_mirror_equivariant(score_free_ckpt):
     middle = gains[len(gains) // 4:3 * len(gains) // 4]
     gap = (middle[1:] - middle[:-1]).argmax()
     assert middle[gap + 1] - middle[gap] > 1e-4
-    model.test_cfg['gate_margin'] = ((middle[gap] + middle[gap + 1]) / 2).item()
+    model.rule = model.rule.replace(gate=dict(margin=((middle[gap] + middle[gap + 1]) / 2).item()))
     out, moved = model.refine(pred, zeros, boxes)
     out_m, moved_m = model.refine(mirror(pred), zeros, boxes)
     assert moved.any() and not moved.all()  # the gate decided both ways
@@ -158,7 +158,7 @@ def test_shipped_mpii_refiner_does_not_lower_pckh(model):
     from mmport.evaluation import mpii_pose_errors
     d = np.load(f'{REPO}/{MPII}')
     refiner = load_refiner(f'{REPO}/checkpoints/port_mpii16_scorefree.pth')
-    assert not refiner.network.use_scores and refiner.test_cfg['gate']
+    assert not refiner.network.use_scores and refiner.rule.gate is not None
     pred = torch.as_tensor(d[f'pred_{model}'])
     refined, moved = refiner.refine(pred, torch.zeros(pred.shape[:2]),
                                     torch.as_tensor(d['val_bbox']))
@@ -216,6 +216,6 @@ def test_shipped_mpii_refiner_does_no_harm_on_a_method_of_another_kind():
     assert after['PCKh@0.5'] >= before['PCKh@0.5'] and after['EPE'] < before['EPE']
     outside = joints_outside_boxes(pred, boxes)
     assert moved.any() and not (moved & ~outside).any()
-    refiner.test_cfg.update(gate_margin=0.0, outside_box_margin=None)
+    refiner.rule = refiner.rule.replace(gate=dict(margin=0.0))
     refined_0, _ = refiner.refine(pred, zeros, boxes)
     assert mpii_pose_errors(refined_0.double().numpy(), *args)['PCKh@0.5'] < before['PCKh@0.5']

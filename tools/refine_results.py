@@ -2,6 +2,7 @@
 
     python tools/refine_results.py RESULTS --checkpoint REFINER.pth \
         --out REFINED [--ann ANN_JSON] [--score-thr 0.3] [--config CFG]
+    python tools/refine_results.py --describe REFINER.pth   # what its rule does
 
 RESULTS is a COCO keypoint results json (image_id, category_id, keypoints,
 score), an MMPose ``tools/test.py --dump`` pickle, or an MMPose 0.x test
@@ -21,8 +22,8 @@ COCO keypoint AP for 17-joint bodies; PCKh@0.5 where the annotations carry
 MPII's ``head_size``) and never changes the refined output: REFINED is the
 same file, byte for byte, with and without it.
 
-Where the refiner's ``test_cfg.rescore`` is above 0 (the shipped body
-refiner's) and every instance is framed by a box of the results file, each
+Where the refiner's rule rescores (``rule.rescore``) and every instance is
+framed by a box of the results file, each
 instance score (a json record's ``score``, a 0.x batch's ``boxes[:, 5]``, a
 dump's ``bbox_scores``) is blended with the refiner's expected OKS of the
 refined person, which is what COCO AP ranks by; else the scores are kept.
@@ -34,13 +35,17 @@ constant or a "predicted" flag in the score slot): the refiner must be a
 score-free one (trained with ``use_scores=False``); it reads positions only
 and every joint is a candidate for refinement. The file's score values are
 written back unchanged.
+
+``--describe CKPT`` prints the refiner's test-time rule in plain words
+(which joints are candidates, which of them its gate moves, whether it
+rescores) and exits.
 """
 import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from mmport.apis import BBOX_SOURCES, refine_results_file  # noqa: E402
+from mmport.apis import BBOX_SOURCES, load_refiner, refine_results_file  # noqa: E402
 from mmport.utils import run_cli  # noqa: E402
 
 
@@ -53,6 +58,13 @@ def unit_interval(text: str) -> float:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == '--describe':
+        describe = argparse.ArgumentParser(description='describe a refiner\'s rule')
+        describe.add_argument('--describe', metavar='CKPT', required=True)
+        describe.add_argument('--config', help='refiner config, if the checkpoint holds none')
+        return describe.parse_args(argv)
     parser.add_argument('results', help='results file (.json or .pkl)')
     parser.add_argument('--checkpoint', required=True, help='PORT refiner checkpoint')
     parser.add_argument('--out', required=True, help='refined results file')
@@ -77,8 +89,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def describe(checkpoint: str, config=None) -> str:
+    """The refiner's name, skeleton and rule, as ``--describe`` prints it."""
+    refiner = load_refiner(checkpoint, config)
+    names = refiner.metainfo.get('keypoint_id2name')
+    names = [names[i] for i in range(refiner.num_keypoints)] if names else None
+    scores = 'reads per-joint scores' if refiner.network.use_scores else 'score-free'
+    return (f'{checkpoint}: {refiner.num_keypoints} keypoints, {scores}\n'
+            + refiner.rule.describe(names))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if getattr(args, 'describe', None):
+        print(describe(args.describe, args.config))
+        return 0
     report = refine_results_file(args.results, args.checkpoint, args.out, args.ann,
                                  args.score_thr, args.config, args.bbox_source, args.device,
                                  scores=args.scores, rescore=args.rescore)

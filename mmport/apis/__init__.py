@@ -1,4 +1,5 @@
-from .offline_refinement import BBOX_SOURCES, OfflineRefinementReport, refine_results_file
+from .framing import BBOX_SOURCES
+from .offline_refinement import OfflineRefinementReport, refine_results_file
 from .refinement_explanation import RefinementExplanation, explain_refinement
 from mmport.models.refiner_loading import load_refiner, refiner_config_from_checkpoint
 from .runner_setup import finish_cpu_distributed_run, prepare_runner_cfg

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from mmport.datasets.prediction_files import PoseResults, load_pose_results
+from mmport.models.refiner_loading import load_refiner
 from mmport.utils import MMPortError
 from mmport.visualization import plot_explanation
-from .offline_refinement import load_coco_annotations, match_ground_truth, refiner_boxes
-from mmport.models.refiner_loading import load_refiner
+from .framing import refiner_boxes
+from .ground_truth_scoring import load_coco_annotations, match_ground_truth
 
 
 @dataclass
@@ -105,10 +106,11 @@ def explain_refinement(results: str, checkpoint: Union[str, torch.nn.Module], ou
     """
     poses = load_pose_results(results)
     refiner = load_refiner(checkpoint) if isinstance(checkpoint, str) else checkpoint
-    thr = refiner.test_cfg['score_thr'] if score_thr is None else score_thr
+    thr = refiner.rule.with_threshold(score_thr).score_thr
     coco = load_coco_annotations(ann) if ann else None
     match = match_ground_truth(poses, coco) if coco else None
-    boxes = refiner_boxes(poses, thr)  # the results' own boxes, never the annotations'
+    # the results' own boxes, never the annotations'
+    boxes = refiner_boxes(poses, -np.inf if thr is None else thr)
     n = find_instance(poses, image, results, coco)
     kpts = torch.from_numpy(poses.keypoints[n:n + 1]).float()
     scores = torch.from_numpy(poses.keypoint_scores[n:n + 1]).float()
@@ -116,8 +118,9 @@ def explain_refinement(results: str, checkpoint: Union[str, torch.nn.Module], ou
         kpts, scores, torch.from_numpy(boxes[n:n + 1]).float(), thr)
     refined, replaced = refined[0].numpy(), replaced[0].numpy()
     if not replaced.any():
-        raise MMPortError(f'instance {n} has no joint below the threshold {thr} (or cannot be '
-                          'refined): nothing to explain')
+        raise MMPortError(f'instance {n}: the refiner moved none of its joints (no candidate '
+                          'joint, its gate, or a box or values it cannot use): nothing to '
+                          'explain')
     moved = np.linalg.norm(refined - kpts[0].numpy(), axis=-1)
     if joint is None:
         joint = int(np.argmax(np.where(replaced, moved, -1)))
