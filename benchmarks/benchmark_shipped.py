@@ -1,0 +1,132 @@
+"""The shipped refiners as a user runs them: ``tools/refine_results.py``'s
+work (:func:`mmport.apis.refine_results_file`) on every bundled real set
+they did not train on, each person framed by the box its detector ran on,
+scored against the annotations (which only score).
+
+* ``port_coco17_refiner.pth`` on MediaPipe BlazePose's predictions (LSP,
+  LSPET, COCO photos; the refiner never saw a BlazePose prediction);
+* ``port_mpii16_scorefree.pth`` (``--scores none``) on the three MPII
+  models' validation predictions, framed by MPII's protocol box (it was
+  trained with these models' error vectors on these persons, not with
+  their positions: not a fully held-out score, as checkpoints/README.md
+  says).
+
+The hand refiner trained on every bundled Panoptic hand, so it has no
+bundled set to be scored on; its held-out measure is the Panoptic
+benchmark's cross-validation.
+
+Prints a table and writes ``<work-dir>/shipped.json``; a set on which a
+refiner lowers AP or PCKh or raises EPE is marked ``WORSE``.
+
+    python -m benchmarks.benchmark_shipped [--work-dir DIR]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import tempfile
+import warnings
+
+import numpy as np
+
+import mmport  # noqa: F401  (registers mmport's modules)
+from mmport.apis import load_refiner, refine_results_file
+
+BODY = 'checkpoints/port_coco17_refiner.pth'
+MPII = 'checkpoints/port_mpii16_scorefree.pth'
+BODY_SETS = ('lsp', 'lspet', 'coco')
+MPII_MODELS = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
+               'hg_s8': 'hourglass 8 stacks'}
+
+
+def mpii_files(npz: str, folder: str) -> dict:
+    """COCO-style annotation and results files of the bundled MPII arrays:
+    ``'ann'`` and one results file per model (``bbox`` = the protocol box,
+    the third keypoint value 1 where the model predicted the joint)."""
+    d = np.load(npz)
+    xywh = np.concatenate([d['val_bbox'][:, :2], d['val_bbox'][:, 2:] - d['val_bbox'][:, :2]],
+                          1).astype(float)
+    images = [dict(id=int(i), file_name=f'{int(i)}.jpg') for i in np.unique(d['val_image_id'])]
+    anns = [dict(id=int(a), image_id=int(img), category_id=1, iscrowd=0,
+                 keypoints=np.concatenate([gt, vis[:, None]], 1).reshape(-1).tolist(),
+                 bbox=box.tolist(), area=float(box[2] * box[3]), head_size=float(head))
+            for a, img, gt, vis, box, head in zip(d['val_ann_id'], d['val_image_id'],
+                                                  d['val_gt'].astype(float), d['val_visibility'],
+                                                  xywh, d['val_head_size'])]
+    out = {'ann': osp.join(folder, 'mpii_val_gt.json')}
+    with open(out['ann'], 'w') as f:
+        json.dump(dict(images=images, annotations=anns,
+                       categories=[dict(id=1, name='person')]), f)
+    for m in MPII_MODELS:
+        pred = d[f'pred_{m}'].astype(float)
+        flag = d[f'predicted_{m}'].astype(float)
+        records = [dict(image_id=int(img), category_id=1, score=1.0, annotation_id=int(a),
+                        bbox=box.tolist(),
+                        keypoints=np.concatenate([p, f[:, None]], 1).reshape(-1).tolist())
+                   for a, img, p, f, box in zip(d['val_ann_id'], d['val_image_id'], pred, flag,
+                                                xywh)]
+        out[m] = osp.join(folder, f'{m}_preds.json')
+        with open(out[m], 'w') as f:
+            json.dump(records, f)
+    return out
+
+
+def row(name: str, report, metric: str) -> dict:
+    """Before / after of a report: the metric (AP or PCKh@0.5, higher is
+    better), EPE (px), the share of labelled joints moved."""
+    if metric == 'AP':
+        before, after = report.coco_ap['init'], report.coco_ap['refined']
+    else:
+        before, after = (100 * report.pckh[k]['PCKh@0.5'] for k in ('init', 'refined'))
+    e0, e1 = report.errors['init']['EPE'], report.errors['refined']['EPE']
+    return dict(set=name, metric=metric, before=before, after=after, EPE_before=e0,
+                EPE_after=e1, persons=int(report.matched),
+                moved_joints=int(report.replaced.sum()),
+                rescored=bool(report.rescore), frames='results',
+                framed_by_keypoints=int(report.framed_by_keypoints),
+                worse=bool(after < before or e1 > e0 + 1e-9))
+
+
+def main(argv=None):
+    warnings.filterwarnings('ignore', message='The metainfo config file')
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--work-dir', default='work_dirs/benchmark')
+    parser.add_argument('--data', default='data')
+    args = parser.parse_args(argv)
+    rows = []
+    body = load_refiner(BODY)
+    for name in BODY_SETS:
+        folder = osp.join(args.data, 'body_real')
+        report = refine_results_file(osp.join(folder, f'{name}_blazepose.json.gz'), body,
+                                     ann=osp.join(folder, f'{name}_gt.json.gz'))
+        rows.append(dict(row(f'BlazePose {name}', report, 'AP'), refiner=BODY))
+    mpii = load_refiner(MPII)
+    with tempfile.TemporaryDirectory() as folder:
+        files = mpii_files(osp.join(args.data, 'mpii', 'mpii_val_preds.npz'), folder)
+        for m, label in MPII_MODELS.items():
+            report = refine_results_file(files[m], mpii, ann=files['ann'], scores='none')
+            rows.append(dict(row(f'MPII {label}', report, 'PCKh@0.5'), refiner=MPII))
+    header = ('refiner', 'set', 'persons', 'metric', 'before -> after', 'EPE px', 'moved',
+              'rescored', '')
+    table = [header] + [(osp.basename(r['refiner']), r['set'], str(r['persons']), r['metric'],
+                         f"{r['before']:.4f} -> {r['after']:.4f}" if r['metric'] == 'AP'
+                         else f"{r['before']:.2f} -> {r['after']:.2f}",
+                         f"{r['EPE_before']:.2f} -> {r['EPE_after']:.2f}",
+                         str(r['moved_joints']), 'yes' if r['rescored'] else 'no',
+                         'WORSE' if r['worse'] else '') for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(len(header))]
+    print('\nshipped refiners on the bundled real sets, each person framed by the box its '
+          'detector ran on (annotations score only)')
+    for i, t in enumerate(table):
+        print('  '.join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+        if i == 0:
+            print('  '.join('-' * w for w in widths))
+    os.makedirs(args.work_dir, exist_ok=True)
+    out = osp.join(args.work_dir, 'shipped.json')
+    with open(out, 'w') as f:
+        json.dump(dict(rows=rows, frames='results'), f, indent=2)
+    print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+    main()
