@@ -57,11 +57,15 @@ VALIDATION_SEED = 1234
 BODY_PERSONS = 30000
 
 
-def save_refiner(refiner, model_cfg: dict, path: str, how: str) -> None:
-    """Write a checkpoint that ``mmport.apis.load_refiner`` reads alone."""
+def save_refiner(refiner, model_cfg: dict, path: str, how: str, data: str) -> None:
+    """Write a checkpoint that ``mmport.apis.load_refiner`` reads alone:
+    the config with the refiner's rule, its weights, the command that
+    trained it (``how``) and on what (``data``)."""
+    model_cfg = dict(model_cfg, test_cfg=dict(rule=refiner.rule.to_config()))
     cfg_text = Config(dict(model=model_cfg)).pretty_text
     state = {k: v.detach().cpu() for k, v in refiner.state_dict().items()}
-    meta = dict(cfg=cfg_text, mmport=dict(trained_by=how, date=time.strftime('%Y-%m-%d')))
+    meta = dict(cfg=cfg_text, mmport=dict(trained_by=how, training_data=data,
+                                          date=time.strftime('%Y-%m-%d')))
     os.makedirs(osp.dirname(path) or '.', exist_ok=True)
     torch.save(dict(meta=meta, state_dict=state), path)
     print(f'wrote {path} ({osp.getsize(path) / 1e3:.0f} kB)')
@@ -164,7 +168,10 @@ def train_body(out_dir: str) -> str:
     print(f'body refiner trained in {secs:.0f} s on {len(persons)} COCO train2017 persons '
           f'({len(pool.donor_errors)} MPII error donors)')
     path = osp.join(out_dir, 'port_coco17_refiner.pth')
-    save_refiner(refiner, cfg, path, 'python -m benchmarks.train_shipped_refiners --only body')
+    save_refiner(refiner, cfg, path, 'python -m benchmarks.train_shipped_refiners --only body',
+                 f'{len(persons)} COCO train2017 persons (data/coco_train2017, without the '
+                 'images of the BlazePose COCO photos) with synthetic PoseFix errors and the '
+                 'real error vectors of three MPII models (data/mpii)')
     return path
 
 
@@ -183,7 +190,9 @@ def train_hand(out_dir: str) -> str:
     path = osp.join(out_dir, 'port_panoptic_hand21.pth')
     model_cfg = cfg.model.to_dict()
     save_refiner(runner.model, model_cfg, path,
-                 'python -m benchmarks.train_shipped_refiners --only hand')
+                 'python -m benchmarks.train_shipped_refiners --only hand',
+                 'all 846 bundled CMU Panoptic test hands with MMPose MobileNetV2\'s real '
+                 'predictions (data/panoptic)')
     print(f'hand refiner trained on all {len(runner.train_dataloader.dataset)} Panoptic hands '
           f'(log: {work_dir})')
     return path

@@ -26,19 +26,19 @@ COCO_GT = 'data/body_real/coco_gt.json.gz'
 def test_shipped_body_refiner_loads_with_its_rule():
     refiner = load_refiner(BODY)
     assert refiner.num_keypoints == 17 and not refiner.training
-    assert refiner.test_cfg['gate'] and refiner.network.predict_errors
+    # the do-no-harm gate decides which joints move, on the network's own
+    # estimates of keypoint similarity
+    assert refiner.rule.gate is not None and refiner.network.predict_errors
     assert refiner.quality_kind == 'keypoint_similarity'
     ckpt = torch.load(BODY, map_location='cpu', weights_only=False)
     assert 'train_shipped_refiners' in ckpt['meta']['mmport']['trained_by']
-    rule = Config.fromstring(ckpt['meta']['cfg'], '.py').model.test_cfg
-    assert refiner.test_cfg['score_thr'] == rule.score_thr
-    assert refiner.test_cfg['gate_margin'] == rule.gate_margin
-    assert refiner.test_cfg['rescore'] == rule.rescore > 0
+    # its file holds the rule itself, not loose legacy keys
+    assert set(Config.fromstring(ckpt['meta']['cfg'], '.py').model.test_cfg) == {'rule'}
 
 
 def test_shipped_hand_refiner_refines_real_predictions_below_its_threshold():
     refiner = load_refiner(HAND)
-    assert refiner.num_keypoints == 21 and refiner.test_cfg['score_thr'] == 0.3
+    assert refiner.num_keypoints == 21 and refiner.rule.score_thr == 0.3
     res = load_pose_results(PANOPTIC_PRED)
     kpts = torch.from_numpy(res.keypoints).float()
     scores = torch.from_numpy(res.keypoint_scores).float()
@@ -73,7 +73,7 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     # framed by the box BlazePose ran on, so the refiner rescores them all
     assert not report.replaced.any()
     assert report.framed_by_keypoints == 0 and report.scores_kept_unboxed == 0
-    assert report.rescore == load_refiner(BODY).test_cfg['rescore'] > 0
+    assert report.rescore == load_refiner(BODY).rule.rescore.weight > 0
     assert 'instance scores rescored' in report.summary()
     assert 'framed by their keypoints' not in report.summary()
     scores = np.array([r['score'] for r in refined])
@@ -92,7 +92,7 @@ def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
     refiner = load_refiner(BODY)
     out = tmp_path / 'kept.json'
     report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT, rescore=0)
-    assert report.rescore == 0 and refiner.test_cfg['rescore'] > 0  # the caller's is untouched
+    assert report.rescore == 0 and refiner.rule.rescore is not None  # the caller's untouched
     with gzip.open(COCO_PRED, 'rt') as f:
         source = [r['score'] for r in json.load(f)]
     assert [r['score'] for r in json.loads(out.read_text())] == pytest.approx(source, abs=0)
@@ -121,7 +121,7 @@ def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
     refiner = load_refiner(BODY)
     scores = {}
     for weight in (1.0, 0.5):
-        refiner.test_cfg['rescore'] = weight
+        refiner.rule = refiner.rule.replace(rescore=dict(weight=weight))
         out = tmp_path / f'rescored_{weight}.json'
         # every person of this file has the box BlazePose ran on; the
         # weight is the one asked for
@@ -145,7 +145,7 @@ def test_chained_config_takes_the_shipped_refiner_and_its_rule():
     assert cfg.model.refiner_checkpoint == BODY
     model = MODELS.build(cfg.model)
     shipped = load_refiner(BODY)
-    assert model.refiner.test_cfg['gate_margin'] == shipped.test_cfg['gate_margin']
+    assert model.refiner.rule == shipped.rule
     for key, value in shipped.state_dict().items():
         assert torch.equal(model.refiner.state_dict()[key], value), key
 
@@ -185,9 +185,47 @@ def test_gated_body_refiner_exports_with_its_gate(tmp_path):
     _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes,
                                                  torch.ones(256, 17, dtype=torch.bool))
     gain = quality[..., 1] - quality[..., 0]
-    refiner.test_cfg['gate_margin'] = float(torch.quantile(gain, 0.7))
+    refiner.rule = refiner.rule.replace(gate=dict(margin=float(torch.quantile(gain, 0.7))))
     _, replaced = refiner.refine(kpts, scores, boxes)
     assert 0.02 < replaced.float().mean() < 0.5
     path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
-    max_diff, masks_equal = compare_onnx_with_pytorch(refiner, path, num_poses=256)
+    max_diff, masks_equal, score_diff = compare_onnx_with_pytorch(refiner, path, num_poses=256)
     assert masks_equal and max_diff < 1e-2
+
+
+def test_rescoring_exports_and_pytorch_onnx_openvino_agree(tmp_path):
+    """The body refiner with a rescoring rule on BlazePose's real COCO
+    predictions, framed by the boxes BlazePose ran on: the ONNX graph (run
+    by onnxruntime and by OpenVINO) gives PyTorch's refined keypoints,
+    replaced joints and rescored instance scores; an export without the
+    rescoring says that it drops it."""
+    import onnx
+    import onnxruntime as ort
+    from mmport.deployment import OpenVINORefiner, export_onnx
+    from mmport.deployment.onnx_export import META_RESCORE
+    refiner = load_refiner(BODY)
+    refiner.rule = refiner.rule.replace(rescore=dict(weight=0.5))
+    res = load_pose_results(COCO_PRED)
+    kpts = res.keypoints.astype(np.float32)
+    scores = res.keypoint_scores.astype(np.float32)
+    boxes = res.bboxes.astype(np.float32)
+    inst = res.scores.astype(np.float32)
+    ref, replaced, rescored = refiner.refine_and_rescore(
+        *(torch.from_numpy(a) for a in (kpts, scores, boxes, inst)))
+    assert not torch.allclose(rescored, torch.from_numpy(inst))  # it does rescore
+    path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    out, out_replaced, out_scores = session.run(
+        None, dict(keypoints=kpts, scores=scores, bboxes=boxes, instance_scores=inst))
+    ov = OpenVINORefiner(path, chunk_size=100)
+    assert ov.rescoring
+    ov_out, ov_replaced, ov_scores = ov.refine_and_rescore(kpts, scores, boxes, inst)
+    for got, got_replaced, got_scores in ((out, out_replaced, out_scores),
+                                          (ov_out, ov_replaced, ov_scores)):
+        assert np.array_equal(got_replaced, replaced.numpy())
+        assert np.abs(got - ref.numpy()).max() < 1e-2
+        assert np.abs(got_scores - rescored.numpy()).max() < 1e-4
+    dropped = export_onnx(refiner, str(tmp_path / 'dropped.onnx'), export_rescoring=False)
+    meta = {p.key: p.value for p in onnx.load(dropped).metadata_props}
+    assert meta[META_RESCORE] == 'dropped'
+    assert len(ort.InferenceSession(dropped).get_inputs()) == 3
