@@ -152,10 +152,11 @@ def time_refiner(checkpoint: str, load, args, backbones: dict) -> dict:
     timing = dict(min_seconds=args.min_seconds, rounds=args.rounds)
     kp, sc, bb = real_inputs(load, args.batch)
     kp_t, sc_t, bb_t = (torch.from_numpy(a) for a in (kp, sc, bb))
-    thr = refiner.test_cfg['score_thr']
-    out = {'num_keypoints': k, 'score_thr': thr,
+    out = {'num_keypoints': k, 'score_thr': refiner.rule.score_thr,
+           'rule': refiner.rule.to_config(),
            # the instances refine() sends through the network; the others skip it
-           'share_with_doubtful_joint': float((sc < thr).any(1).mean())}
+           'share_with_doubtful_joint': float(
+               refiner.rule.candidate_mask(torch.from_numpy(sc)).any(1).float().mean())}
 
     # batch 1: the first of the poses
     for name, batch in (('b1', 1), ('batched', args.batch)):

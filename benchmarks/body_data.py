@@ -171,4 +171,5 @@ def merge_sets(sets: List[BodySet], name: str = 'all') -> BodySet:
     return BodySet(name, coco, np.concatenate([b.ann_ids + off for b, off in parts]),
                    np.concatenate([b.image_ids + off for b, off in parts]),
                    cat('keypoints'), cat('visible'), cat('occluded'), cat('bboxes'),
-                   cat('areas'), cat('frames'), cat('pred'), cat('pred_scores'), cat('pred_instance_scores'))
+                   cat('areas'), cat('frames'), cat('pred'), cat('pred_scores'),
+                   cat('pred_instance_scores'))
