@@ -2,7 +2,7 @@
 #   make benchmark   set up .venv (first time ~12 min: mmcv compiles), then run
 #                    the benchmarks on the bundled real data (work_dirs/benchmark/):
 #                    Panoptic hands, real BlazePose body predictions, MPII
-#                    predictions without scores
+#                    predictions without scores, the shipped refiners on them
 #   make benchmark-full  the same plus the synthetic-error COCO-17 regression check
 #   make benchmark-h36m  the Human3.6M benchmark (reads ../shared/data/h36m_sh:
 #                    its licence keeps it out of the repository)
@@ -21,6 +21,7 @@ benchmark: setup
 	$(PY) -m benchmarks.benchmark_panoptic
 	$(PY) -m benchmarks.benchmark_body_real
 	$(PY) -m benchmarks.benchmark_mpii
+	$(PY) -m benchmarks.benchmark_shipped
 
 benchmark-full: benchmark
 	$(PY) -m benchmarks.benchmark_coco
