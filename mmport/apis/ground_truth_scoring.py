@@ -43,16 +43,6 @@ def load_coco_annotations(ann_file: str) -> dict:
     return data
 
 
-def load_coco_annotations(ann_file: str) -> dict:
-    """Read a COCO-style keypoint annotation file (``.json`` or
-    ``.json.gz``), with clear errors."""
-    data = load_json(ann_file)
-    if not isinstance(data, dict) or 'annotations' not in data or 'images' not in data:
-        raise InputFileError(ann_file, 'is not a COCO annotation file (needs "images" and '
-                             '"annotations")')
-    return data
-
-
 def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
     """Match each result instance to an annotation of its image, to score
     the refinement (never to refine): the one its record names
