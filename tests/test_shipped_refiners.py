@@ -69,9 +69,11 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     # COCO AP over all 307 with xtcocotools: BlazePose's own AP on this set
     assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
     assert report.coco_ap['instances'] == 307
-    # it moves nothing on a detector it has never seen; every person is
-    # framed by the box BlazePose ran on, so the refiner rescores them all
-    assert not report.replaced.any()
+    # every person is framed by the box BlazePose ran on, so the refiner
+    # rescores them all; its gate moves a few joints of this detector it
+    # has never seen, and those moves lower the error
+    assert 0 < report.replaced.sum() < 0.1 * report.replaced.size
+    assert report.errors['refined']['EPE'] < report.errors['init']['EPE']
     assert report.framed_by_keypoints == 0 and report.scores_kept_unboxed == 0
     assert report.rescore == load_refiner(BODY).rule.rescore.weight > 0
     assert 'instance scores rescored' in report.summary()
@@ -79,7 +81,6 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     scores = np.array([r['score'] for r in refined])
     assert ((scores > 0) & (scores <= 1)).all()
     assert not np.allclose(scores, [r['score'] for r in source])
-    assert report.errors['refined']['EPE'] == report.errors['init']['EPE']
     assert 15 < report.errors['init']['EPE'] < 35
     # no annotation at all: the same refinement, the same file
     bare_out = tmp_path / 'bare.json.gz'
@@ -104,17 +105,16 @@ def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
         refine_results_file(PANOPTIC_PRED, hand, rescore=0.5)
 
 
-def test_rescored_instance_scores_raise_ap_on_real_lsp_predictions():
-    """All 1982 LSP persons are framed by the crop BlazePose ran on (the
-    results' ``bbox``) and match an annotation (for scoring): the refiner's
-    rescored instance scores rank BlazePose's persons better than
-    BlazePose's own (COCO AP with xtcocotools)."""
-    report = refine_results_file('data/body_real/lsp_blazepose.json.gz', BODY,
-                                 ann='data/body_real/lsp_gt.json.gz')
-    assert report.matched == 1982 and report.framed_by_keypoints == 0
-    assert report.rescore > 0
-    assert report.coco_ap['init'] == pytest.approx(0.8077, abs=1e-4)
-    assert report.coco_ap['refined'] > report.coco_ap['init'] + 0.002
+def test_rescored_instance_scores_raise_ap_on_real_coco_photos():
+    """On BlazePose's COCO photos, each person framed by the crop
+    BlazePose ran on (the results' ``bbox``), the refiner's rescored
+    instance scores rank the persons better than BlazePose's own: the AP of
+    the same refined keypoints is higher with them (xtcocotools)."""
+    rescored = refine_results_file(COCO_PRED, BODY, ann=COCO_GT)
+    kept = refine_results_file(COCO_PRED, BODY, ann=COCO_GT, rescore=0)
+    assert rescored.rescore > 0 and kept.rescore == 0
+    np.testing.assert_array_equal(rescored.refined, kept.refined)
+    assert rescored.coco_ap['refined'] > kept.coco_ap['refined'] + 0.002
 
 
 def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
@@ -179,15 +179,16 @@ def test_gated_body_refiner_exports_with_its_gate(tmp_path):
     kpts = torch.tensor(rng.uniform(20, 180, (256, 17, 2)), dtype=torch.float32)
     scores = torch.tensor(rng.uniform(0, 1, (256, 17)), dtype=torch.float32)
     boxes = torch.tensor([[0., 0., 200., 200.]]).repeat(256, 1)
-    # a margin that 30% of the expected gains on these random poses exceed:
-    # the gate then lets some joints move and keeps others (the shipped
-    # margin keeps nearly all)
+    # a margin that half of the positive expected gains on these random
+    # poses exceed: the gate then lets some joints move and keeps others
     _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes,
                                                  torch.ones(256, 17, dtype=torch.bool))
     gain = quality[..., 1] - quality[..., 0]
-    refiner.rule = refiner.rule.replace(gate=dict(margin=float(torch.quantile(gain, 0.7))))
+    assert (gain > 0).sum() > 100
+    refiner.rule = refiner.rule.replace(gate=dict(margin=float(torch.quantile(gain[gain > 0],
+                                                                              0.5))))
     _, replaced = refiner.refine(kpts, scores, boxes)
-    assert 0.02 < replaced.float().mean() < 0.5
+    assert 0.01 < replaced.float().mean() < 0.5
     path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
     max_diff, masks_equal, score_diff = compare_onnx_with_pytorch(refiner, path, num_poses=256)
     assert masks_equal and max_diff < 1e-2
