@@ -146,7 +146,7 @@ def test_all_joints_doubtful(tmp_path, coco_ckpt, hand_ckpt, capsys):
     recs[0]['keypoints'] = kp.reshape(-1).tolist()
     refined = _load_out(_refine(tmp_path, coco_ckpt, recs))
     assert refined[0]['keypoints'] == recs[0]['keypoints']
-    assert '1 instances with low-confidence joints passed through unchanged' in \
+    assert '1 instances with candidate joints passed through unchanged' in \
         capsys.readouterr().out
     # hint mode (hand config, min_confident=0) sees the doubtful positions too:
     # every joint is refined
