@@ -158,10 +158,18 @@ def time_refiner(checkpoint: str, load, args, backbones: dict) -> dict:
            'share_with_doubtful_joint': float(
                refiner.rule.candidate_mask(torch.from_numpy(sc)).any(1).float().mean())}
 
+    # the rule as a user runs it: where it rescores, with instance scores
+    # (every instance is then judged, also one without a candidate joint)
+    rescores = refiner.rule.rescore is not None
+    inst = np.ones(len(kp), np.float32)
+    inst_t = torch.from_numpy(inst) if rescores else None
+    out['rescores'] = rescores
     # batch 1: the first of the poses
     for name, batch in (('b1', 1), ('batched', args.batch)):
         out[f'poses_per_s_{name}'] = throughput(
-            lambda: refiner.refine(kp_t[:batch], sc_t[:batch], bb_t[:batch]), batch, **timing)
+            lambda: refiner.refine_and_rescore(kp_t[:batch], sc_t[:batch], bb_t[:batch],
+                                               None if inst_t is None else inst_t[:batch]),
+            batch, **timing)
     import onnxruntime as ort
     onnx_file = export_onnx(refiner, osp.join(
         args.work_dir, osp.splitext(osp.basename(checkpoint))[0] + '.onnx'))
@@ -172,7 +180,8 @@ def time_refiner(checkpoint: str, load, args, backbones: dict) -> dict:
         # fed in chunks, like refine(): ONNX Runtime is faster on ~500 poses
         # at a time than on one batch of thousands
         chunks = [slice(i, min(i + ONNX_CHUNK, batch)) for i in range(0, batch, ONNX_CHUNK)]
-        feeds = [dict(keypoints=kp[c], scores=sc[c], bboxes=bb[c]) for c in chunks]
+        feeds = [dict(keypoints=kp[c], scores=sc[c], bboxes=bb[c],
+                      **(dict(instance_scores=inst[c]) if rescores else {})) for c in chunks]
         out[f'onnx_poses_per_s_{name}'] = throughput(
             lambda: [session.run(None, feed) for feed in feeds], batch, **timing)
     # the same file on OpenVINO, which skips instances with no doubtful joint
@@ -185,7 +194,9 @@ def time_refiner(checkpoint: str, load, args, backbones: dict) -> dict:
         out[f'{prefix}_max_abs_diff_px'] = float(np.abs(refined - expected.numpy()).max())
         for name, batch in (('b1', 1), ('batched', args.batch)):
             out[f'{prefix}_poses_per_s_{name}'] = throughput(
-                lambda: ov_refiner.refine(kp[:batch], sc[:batch], bb[:batch]), batch, **timing)
+                lambda: ov_refiner.refine_and_rescore(
+                    kp[:batch], sc[:batch], bb[:batch], inst[:batch] if rescores else None),
+                batch, **timing)
 
     # parameters and FLOPs next to top-down models
     out['params'] = sum(p.numel() for p in refiner.parameters())
@@ -262,9 +273,11 @@ def main():
               f'per pose ({100 * res["params_ratio_mobilenetv2"]:.2f}% of MobileNetV2\'s '
               f'parameters, {100 * res["params_ratio_hrnet_w32"]:.2f}% of HRNet-W32\'s; '
               f'{100 * res["flops_ratio_mobilenetv2"]:.3f}% of MobileNetV2\'s FLOPs); '
-              f'{100 * res["share_with_doubtful_joint"]:.0f}% of the poses have a joint below '
-              f'the threshold {res["score_thr"]:g}, {100 * res["share_joints_replaced"]:.2f}% '
-              'of the joints are replaced')
+              f'{100 * res["share_with_doubtful_joint"]:.0f}% of the poses have a candidate '
+              'joint (' + ('every joint is one' if res['score_thr'] is None else
+                           f'below {res["score_thr"]:g}') + '), '
+              f'{100 * res["share_joints_replaced"]:.2f}% of the joints are replaced'
+              + ('; instances rescored' if res['rescores'] else ''))
         print(f'  PyTorch: {res["poses_per_s_b1"]:,.0f} poses/s at batch 1, '
               f'{res["poses_per_s_batched"]:,.0f} poses/s at batch {args.batch}')
         print(f'  ONNX Runtime: {res["onnx_poses_per_s_b1"]:,.0f} poses/s at batch 1, '
