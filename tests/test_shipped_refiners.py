@@ -183,10 +183,10 @@ def test_gated_body_refiner_exports_with_its_gate(tmp_path):
     # poses exceed: the gate then lets some joints move and keeps others
     _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes,
                                                  torch.ones(256, 17, dtype=torch.bool))
-    gain = quality[..., 1] - quality[..., 0]
+    gain = (quality[..., 1] - quality[..., 0]).detach()
     assert (gain > 0).sum() > 100
-    refiner.rule = refiner.rule.replace(gate=dict(margin=float(torch.quantile(gain[gain > 0],
-                                                                              0.5))))
+    margin = float(torch.quantile(gain[gain > 0], 0.5))
+    refiner.rule = refiner.rule.replace(gate=dict(margin=margin))
     _, replaced = refiner.refine(kpts, scores, boxes)
     assert 0.01 < replaced.float().mean() < 0.5
     path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
