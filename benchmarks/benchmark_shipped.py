@@ -34,6 +34,8 @@ import numpy as np
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import load_refiner, refine_results_file
 
+from .mpii_coco import mpii_annotations, mpii_results
+
 BODY = 'checkpoints/port_coco17_refiner.pth'
 MPII = 'checkpoints/port_mpii16_scorefree.pth'
 BODY_SETS = ('lsp', 'lspet', 'coco')
@@ -42,34 +44,17 @@ MPII_MODELS = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',
 
 
 def mpii_files(npz: str, folder: str) -> dict:
-    """COCO-style annotation and results files of the bundled MPII arrays:
-    ``'ann'`` and one results file per model (``bbox`` = the protocol box,
-    the third keypoint value 1 where the model predicted the joint)."""
+    """COCO-style annotation and results files of the bundled MPII arrays
+    in ``folder``: ``'ann'`` and one results file per model
+    (:mod:`benchmarks.mpii_coco`)."""
     d = np.load(npz)
-    xywh = np.concatenate([d['val_bbox'][:, :2], d['val_bbox'][:, 2:] - d['val_bbox'][:, :2]],
-                          1).astype(float)
-    images = [dict(id=int(i), file_name=f'{int(i)}.jpg') for i in np.unique(d['val_image_id'])]
-    anns = [dict(id=int(a), image_id=int(img), category_id=1, iscrowd=0,
-                 keypoints=np.concatenate([gt, vis[:, None]], 1).reshape(-1).tolist(),
-                 bbox=box.tolist(), area=float(box[2] * box[3]), head_size=float(head))
-            for a, img, gt, vis, box, head in zip(d['val_ann_id'], d['val_image_id'],
-                                                  d['val_gt'].astype(float), d['val_visibility'],
-                                                  xywh, d['val_head_size'])]
     out = {'ann': osp.join(folder, 'mpii_val_gt.json')}
     with open(out['ann'], 'w') as f:
-        json.dump(dict(images=images, annotations=anns,
-                       categories=[dict(id=1, name='person')]), f)
+        json.dump(mpii_annotations(d), f)
     for m in MPII_MODELS:
-        pred = d[f'pred_{m}'].astype(float)
-        flag = d[f'predicted_{m}'].astype(float)
-        records = [dict(image_id=int(img), category_id=1, score=1.0, annotation_id=int(a),
-                        bbox=box.tolist(),
-                        keypoints=np.concatenate([p, f[:, None]], 1).reshape(-1).tolist())
-                   for a, img, p, f, box in zip(d['val_ann_id'], d['val_image_id'], pred, flag,
-                                                xywh)]
         out[m] = osp.join(folder, f'{m}_preds.json')
         with open(out[m], 'w') as f:
-            json.dump(records, f)
+            json.dump(mpii_results(d, m), f)
     return out
 
 

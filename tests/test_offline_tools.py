@@ -279,7 +279,8 @@ def _mpii_dump(tmp_path, n=300):
     (MPII's protocol box), and a COCO-style annotation file of them (with
     head sizes). The third values are "predicted" flags, not confidences."""
     d = np.load(os.path.join(REPO, MPII))
-    dump, anns, images = [], [], {}
+    from benchmarks.mpii_coco import mpii_annotations
+    dump = []
     for i in range(n):
         image_id = int(d['val_image_id'][i])
         box = d['val_bbox'][i].astype(float)
@@ -289,18 +290,9 @@ def _mpii_dump(tmp_path, n=300):
                              keypoint_scores=d['predicted_hg_s8'][i][None].astype(np.float32),
                              bboxes=box[None].astype(np.float32),
                              bbox_scores=np.ones(1, np.float32))))
-        images[image_id] = dict(id=image_id, file_name=f'{image_id}.jpg')
-        kp = np.concatenate([d['val_gt'][i], d['val_visibility'][i][:, None]], 1)
-        anns.append(dict(id=int(d['val_ann_id'][i]), image_id=image_id, category_id=1,
-                         keypoints=kp.reshape(-1).tolist(), iscrowd=0,
-                         num_keypoints=int((kp[:, 2] > 0).sum()),
-                         bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                         area=float((box[2] - box[0]) * (box[3] - box[1])),
-                         head_size=float(d['val_head_size'][i])))
     path, ann = tmp_path / 'mpii_dump.pkl', tmp_path / 'mpii_ann.json'
     path.write_bytes(pickle.dumps(dump))
-    ann.write_text(json.dumps(dict(images=list(images.values()), annotations=anns,
-                                   categories=[dict(id=1, name='person')])))
+    ann.write_text(json.dumps(mpii_annotations(d, range(n))))
     return str(path), str(ann), MPII_REFINER, ['--scores', 'none']
 
 

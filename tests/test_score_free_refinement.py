@@ -26,29 +26,12 @@ def mpii_files(tmp_path_factory):
     head sizes) and the 8-stack hourglass' real predictions of them as a
     results file whose third values are 1 (predicted), not confidences, and
     whose ``bbox`` is the box the model ran on (MPII's protocol box)."""
+    from benchmarks.mpii_coco import mpii_annotations, mpii_results
     d = np.load(f'{REPO}/{MPII}')
     tmp = tmp_path_factory.mktemp('mpii')
-    n = 40
-    anns, images, recs = [], [], []
-    for i in range(n):
-        box = d['val_bbox'][i].astype(float)
-        kp = np.concatenate([d['val_gt'][i], d['val_visibility'][i][:, None]], 1)
-        images.append(dict(id=int(d['val_image_id'][i]), file_name=f'{i}.jpg'))
-        anns.append(dict(id=int(d['val_ann_id'][i]), image_id=int(d['val_image_id'][i]),
-                         category_id=1, keypoints=kp.reshape(-1).tolist(), iscrowd=0,
-                         num_keypoints=int((kp[:, 2] > 0).sum()),
-                         bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                         area=float((box[2] - box[0]) * (box[3] - box[1])),
-                         head_size=float(d['val_head_size'][i])))
-        pred = np.concatenate([d['pred_hg_s8'][i], d['predicted_hg_s8'][i][:, None]], 1)
-        recs.append(dict(image_id=int(d['val_image_id'][i]), category_id=1, score=1.0,
-                         annotation_id=int(d['val_ann_id'][i]),
-                         bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                         keypoints=pred.reshape(-1).tolist()))
-    images = list({im['id']: im for im in images}.values())
+    recs = mpii_results(d, 'hg_s8', range(40))
     ann = tmp / 'ann.json'
-    ann.write_text(json.dumps(dict(images=images, annotations=anns,
-                                   categories=[dict(id=1, name='person')])))
+    ann.write_text(json.dumps(mpii_annotations(d, range(40))))
     res = tmp / 'results.json'
     res.write_text(json.dumps(recs))
     return ann, res, recs
