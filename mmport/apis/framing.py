@@ -5,8 +5,10 @@ import warnings
 from typing import Optional
 
 import numpy as np
+import torch
 
 from mmport.datasets.prediction_files import PoseResults
+from mmport.structures import valid_bboxes
 
 
 def keypoint_extent_boxes(keypoints: np.ndarray, scores: np.ndarray, thr: float) -> np.ndarray:
@@ -43,9 +45,8 @@ def usable_boxes(bboxes: Optional[np.ndarray], n: int) -> np.ndarray:
     None)."""
     if bboxes is None:
         return np.zeros(n, bool)
-    bboxes = np.asarray(bboxes, np.float64).reshape(n, 4)
-    with np.errstate(invalid='ignore'):
-        return np.isfinite(bboxes).all(1) & (bboxes[:, 2:] > bboxes[:, :2]).all(1)
+    # the refiner's own test, so that a box used here is one it accepts
+    return valid_bboxes(torch.as_tensor(np.asarray(bboxes, np.float64).reshape(n, 4))).numpy()
 
 
 def frame_kinds(results: PoseResults, source: str = 'auto') -> np.ndarray:

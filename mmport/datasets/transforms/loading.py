@@ -4,10 +4,12 @@ from collections import defaultdict
 from typing import Dict, List, Optional
 
 import numpy as np
+import torch
 from mmcv.transforms import BaseTransform
 from mmpose.registry import TRANSFORMS
 
 from mmport.datasets.prediction_files import PoseResults, load_pose_results
+from mmport.structures import valid_bboxes
 from mmport.utils import InputFileError
 
 
@@ -108,10 +110,10 @@ class LoadInitialPredictions(BaseTransform):
         results['init_keypoints'] = res.keypoints[i][None].astype(np.float32)
         results['init_keypoint_scores'] = res.keypoint_scores[i][None].astype(np.float32)
         if self.frame == 'results' and res.bboxes is not None:
-            box = res.bboxes[i]
-            if np.isfinite(box).all() and (box[2:] > box[:2]).all():
+            box = res.bboxes[i][None]
+            if bool(valid_bboxes(torch.as_tensor(box))[0]):  # a box the refiner accepts
                 results['gt_bbox'] = results['bbox']
-                results['bbox'] = box[None].astype(np.float32)
+                results['bbox'] = box.astype(np.float32)
         return results
 
     def __repr__(self) -> str:
