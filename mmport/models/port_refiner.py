@@ -118,10 +118,7 @@ class PORTRefiner(BaseModel):
         flip_indices = self.metainfo.get('flip_indices')
         self.flip_indices = list(flip_indices) if flip_indices is not None else None
         test_cfg = dict(test_cfg or {})
-        chunk = test_cfg.pop('chunk_size', 128)
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise ValueError(f'test_cfg.chunk_size must be a positive int, got {chunk!r}')
-        self.chunk_size = chunk
+        self.chunk_size = test_cfg.pop('chunk_size', 128)
         legacy = {k: test_cfg.pop(k) for k in LEGACY_KEYS if k in test_cfg}
         rule = test_cfg.pop('rule', None)
         if test_cfg:
@@ -153,6 +150,17 @@ class PORTRefiner(BaseModel):
         if rule.flip_test:
             self._check_flip_indices()
         self._rule = rule
+
+    @property
+    def chunk_size(self) -> int:
+        """Poses per network call in :meth:`refine_and_rescore`."""
+        return self._chunk_size
+
+    @chunk_size.setter
+    def chunk_size(self, chunk: int) -> None:
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise ValueError(f'chunk_size must be a positive int, got {chunk!r}')
+        self._chunk_size = chunk
 
     @property
     def test_cfg(self) -> MappingProxyType:
