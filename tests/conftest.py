@@ -49,3 +49,36 @@ def hand_ckpt(tmp_path_factory):
     os.chdir(REPO)
     return train_refiner('configs/port/port_panoptic-hand2d_keypoints-only.py',
                          tmp_path_factory.mktemp('hand_refiner'))
+
+
+# The shipped COCO-17 body refiner ships with a rule that moves nothing
+# (RefinementRule.keep_input()); the rule it shipped with before, over the
+# same weights: tests of gating, moving and rescoring through the body file
+# apply it to the loaded refiner (or to a copy of the file).
+BODY = 'checkpoints/port_coco17_refiner.pth'
+GATED_BODY_RULE = dict(candidates='all', score_thr=None,
+                       gate=dict(kind='expected_gain', margin=0.05, outside_box=None),
+                       rescore=dict(weight=0.75, needs_box=True, calibration=None),
+                       blend='replace', min_confident=0, flip_test=False)
+
+
+def gated_body_refiner():
+    """The shipped body refiner's weights with ``GATED_BODY_RULE``."""
+    from mmport.apis import load_refiner
+    refiner = load_refiner(BODY)
+    refiner.rule = GATED_BODY_RULE
+    return refiner
+
+
+def write_gated_body_checkpoint(directory):
+    """A copy of the shipped body refiner file whose stored rule is
+    ``GATED_BODY_RULE`` (for tools that read a checkpoint path)."""
+    import torch
+    from mmengine.config import Config
+    ckpt = torch.load(osp.join(REPO, BODY), map_location='cpu', weights_only=False)
+    cfg = Config.fromstring(ckpt['meta']['cfg'], '.py')
+    cfg.model.test_cfg = dict(rule=GATED_BODY_RULE)
+    ckpt['meta']['cfg'] = Config(dict(model=cfg.model.to_dict())).pretty_text
+    path = osp.join(str(directory), 'port_coco17_refiner_gated.pth')
+    torch.save(ckpt, path)
+    return path

@@ -18,7 +18,8 @@ from mmport.apis import load_refiner, refine_results_file
 from mmport.datasets import load_pose_results
 from mmport.evaluation import coco_keypoint_ap
 from mmport.utils import InputFileError
-from tests.conftest import PANOPTIC_ANN, PANOPTIC_PRED, REPO
+from tests.conftest import (BODY, PANOPTIC_ANN, PANOPTIC_PRED, REPO, gated_body_refiner,
+                            write_gated_body_checkpoint)
 
 COCO_ANN = 'data/coco_val_subset/annotations/person_keypoints_val2017_subset.json'
 
@@ -245,9 +246,10 @@ def test_refine_results_tool_refuses_a_bad_rescore_in_one_line(tmp_path):
 
 
 # Ground truth never enters refinement (issue #29): the refiner reads the
-# results file alone; an annotation file only scores.
+# results file alone; an annotation file only scores. The shipped body
+# refiner's rule moves nothing: these tests refine with its weights and the
+# gated, rescoring rule it shipped with before (GATED_BODY_RULE).
 
-BODY = 'checkpoints/port_coco17_refiner.pth'
 HAND = 'checkpoints/port_panoptic_hand21.pth'
 MPII_REFINER = 'checkpoints/port_mpii16_scorefree.pth'
 LSP_PRED = 'data/body_real/lsp_blazepose.json.gz'
@@ -270,7 +272,7 @@ def _lsp_json(tmp_path, n=300):
     recs = _lsp_records(n)
     path = tmp_path / 'lsp.json'
     path.write_text(json.dumps(recs))
-    return str(path), LSP_GT, BODY, []
+    return str(path), LSP_GT, write_gated_body_checkpoint(tmp_path), []
 
 
 def _mpii_dump(tmp_path, n=300):
@@ -313,9 +315,10 @@ def _refined_joints(log):
 def test_annotations_never_change_the_refined_file(tmp_path, capsys, kind):
     """``tools/refine_results.py X --out A`` and the same with ``--ann ANN``
     write the same bytes, on real predictions of three formats: BlazePose's
-    LSP results (COCO json with ``bbox``, the shipped body refiner, which
-    rescores), the hourglass' MPII predictions (an MMPose dump with
-    ``bboxes``, the shipped score-free refiner) and MobileNetV2's Panoptic
+    LSP results (COCO json with ``bbox``, the shipped body refiner's weights
+    with the gated rule it shipped with before, which rescores), the
+    hourglass' MPII predictions (an MMPose dump with ``bboxes``, the shipped
+    score-free refiner) and MobileNetV2's Panoptic
     hands (an MMPose 0.x pickle with ``boxes``, the shipped hand refiner).
     The annotations did score: the log holds the matched instances."""
     make, name = _FORMATS[kind]
@@ -375,14 +378,15 @@ def test_refiner_frames_are_the_results_boxes(tmp_path):
 
 def test_results_without_boxes_are_framed_by_their_keypoints(tmp_path):
     """BlazePose's LSP results stripped of their boxes: every person is
-    framed by its keypoints, the summary says so, and the rescoring body
-    refiner keeps every score (its expected OKS is learned in box frames);
+    framed by its keypoints, the summary says so, and the body refiner with
+    its gated, rescoring rule keeps every score (its expected OKS is learned in box frames);
     ``--bbox-source results`` is refused in one line."""
     recs = [{k: v for k, v in r.items() if k != 'bbox'} for r in _lsp_records(200)]
     path = tmp_path / 'nobox.json'
     path.write_text(json.dumps(recs))
     out = tmp_path / 'refined.json'
-    report = refine_results_file(str(path), BODY, str(out))
+    refiner = gated_body_refiner()
+    report = refine_results_file(str(path), refiner, str(out))
     assert report.framed_by_keypoints == 200 and report.rescore == 0
     assert report.scores_kept_unboxed == 200
     summary = report.summary()
@@ -394,7 +398,7 @@ def test_results_without_boxes_are_framed_by_their_keypoints(tmp_path):
     del recs[7]['bbox']
     one = tmp_path / 'one_without.json'
     one.write_text(json.dumps(recs))
-    report = refine_results_file(str(one), BODY)
+    report = refine_results_file(str(one), refiner)
     assert report.framed_by_keypoints == 1 and report.scores_kept_unboxed == 1
     assert report.rescore == 0 and '1 of 200 instances framed by their keypoints' in \
         report.summary() and 'instance scores kept: 1 of 200' in report.summary()
@@ -436,10 +440,11 @@ def test_mmpose0_pickle_output_carries_rescored_scores(tmp_path, capsys):
     np.testing.assert_allclose(res.bboxes, [[x, y, x + w, y + h] for x, y, w, h in
                                             (r['bbox'] for r in recs)], atol=1e-3)
     out = tmp_path / 'rescored.pkl'
-    _tool.main([str(path), '--checkpoint', BODY, '--out', str(out), '--rescore', '0.5'])
+    gated = write_gated_body_checkpoint(tmp_path)
+    _tool.main([str(path), '--checkpoint', gated, '--out', str(out), '--rescore', '0.5'])
     assert 'rescored by the refiner (weight 0.5' in capsys.readouterr().out
     written = safe_load(out)
-    report = refine_results_file(str(path), BODY, rescore=0.5)
+    report = refine_results_file(str(path), gated_body_refiner(), rescore=0.5)
     given = np.concatenate([b['boxes'][:, 5] for b in batches])
     scores = np.concatenate([b['boxes'][:, 5] for b in written])
     assert written[0]['boxes'].dtype == np.float32
@@ -454,7 +459,7 @@ def test_mmpose0_pickle_output_carries_rescored_scores(tmp_path, capsys):
     expected = scores ** 2 / given
     assert ((expected > 0) & (expected < 1 + 1e-4)).all()
     kept = tmp_path / 'kept.pkl'
-    _tool.main([str(path), '--checkpoint', BODY, '--out', str(kept), '--rescore', '0'])
+    _tool.main([str(path), '--checkpoint', gated, '--out', str(kept), '--rescore', '0'])
     np.testing.assert_array_equal(
         np.concatenate([b['boxes'][:, 5] for b in safe_load(kept)]), given)
 
@@ -474,7 +479,8 @@ def test_mmpose_dump_output_carries_rescored_scores(tmp_path):
     path = tmp_path / 'dump.pkl'
     path.write_bytes(pickle.dumps(dump))
     out = tmp_path / 'out.pkl'
-    report = refine_results_file(str(path), BODY, str(out), rescore=0.5)
+    refiner = gated_body_refiner()
+    report = refine_results_file(str(path), refiner, str(out), rescore=0.5)
     assert report.rescore == 0.5
     written = safe_load(out)
     scores = np.concatenate([w['pred_instances']['bbox_scores'] for w in written])
@@ -483,7 +489,7 @@ def test_mmpose_dump_output_carries_rescored_scores(tmp_path):
     assert scores.dtype == np.float32 and not np.allclose(scores, init)
     np.testing.assert_allclose(load_pose_results(str(out)).scores, scores)
     # not rescored: the dump's scores as they were
-    refine_results_file(str(path), BODY, str(out), rescore=0)
+    refine_results_file(str(path), refiner, str(out), rescore=0)
     assert all('bbox_scores_init' not in w['pred_instances'] for w in safe_load(out))
 
 

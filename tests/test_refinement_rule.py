@@ -154,3 +154,40 @@ def test_a_checkpoint_with_legacy_keys_loads_with_the_same_rule(tmp_path):
     assert loaded.rule == RefinementRule(candidates='all', score_thr=None,
                                          gate=GateRule(margin=NEVER, outside_box=0.0))
     assert 'no joint inside its box moves' in loaded.rule.describe()
+
+
+def test_keep_input_moves_nothing():
+    """The identity rule (what the shipped body refiner ships with): no
+    joint moves and no instance score changes, and it says so in one line;
+    a rule that rescores, or lets one joint class move, moves something."""
+    rule = RefinementRule.keep_input()
+    assert rule.moves_nothing and rule.rescore is None
+    assert rule.describe().startswith('moves nothing') and '\n' not in rule.describe()
+    assert RefinementRule.build(rule.to_config()) == rule
+    torch.manual_seed(0)
+    refiner = _refiner(dict(rule=rule.to_config())).eval()
+    torch.nn.init.normal_(refiner.network.head.weight, std=0.1)
+    assert refiner.rule == rule
+    kpts = torch.rand(4, 17, 2) * 100
+    boxes = torch.tensor([[0., 0., 100., 100.]]).repeat(4, 1)
+    inst = torch.tensor([0.9, 0.5, 0.3, 0.1])
+    for scores in (torch.zeros(4, 17), torch.ones(4, 17), torch.rand(4, 17)):
+        out, replaced, rescored = refiner.refine_and_rescore(kpts, scores, boxes, inst)
+        assert torch.equal(out, kpts) and torch.equal(rescored, inst)
+        assert replaced.shape == (4, 17) and not replaced.any()
+        out, replaced = refiner.refine(kpts, scores, boxes)
+        assert torch.equal(out, kpts) and not replaced.any()
+    # the same network without the gate moves every joint
+    refiner.rule = rule.replace(gate=None)
+    out, replaced = refiner.refine(kpts, torch.rand(4, 17), boxes)
+    assert replaced.all() and not torch.equal(out, kpts)
+    # a rule that rescores, or lets one joint class (or joints outside their
+    # box) move, does not move nothing
+    assert not rule.replace(rescore=dict(weight=0.5)).moves_nothing
+    one_moves = rule.replace(gate=dict(margin=[NEVER] * 16 + [0.1]))
+    assert not one_moves.moves_nothing
+    assert not one_moves.describe().startswith('moves nothing')
+    assert rule.replace(gate=dict(margin=[NEVER] * 17)).moves_nothing
+    assert not rule.replace(gate=dict(margin=NEVER, outside_box=0.0)).moves_nothing
+    assert not rule.replace(gate=None).moves_nothing
+    assert not RefinementRule(score_thr=0.3).moves_nothing

@@ -1,6 +1,8 @@
 """The refiners shipped in checkpoints/: they load from the file alone (config,
 default threshold and gate included), refine real results files end to end,
-and the chained config picks the body refiner up."""
+and the chained config picks the body refiner up. The body refiner ships with
+a rule that moves nothing; its gating, moving and rescoring are tested with
+the rule it shipped with before (``GATED_BODY_RULE``) over the same weights."""
 import gzip
 import json
 
@@ -15,9 +17,9 @@ import mmport  # noqa: F401
 from mmport.apis import load_refiner, refine_results_file
 from mmport.datasets import load_pose_results
 from mmport.models.do_no_harm import joints_outside_boxes
-from tests.conftest import PANOPTIC_PRED
+from mmport.models.refinement_rule import RefinementRule
+from tests.conftest import BODY, GATED_BODY_RULE, PANOPTIC_PRED, gated_body_refiner
 
-BODY = 'checkpoints/port_coco17_refiner.pth'
 HAND = 'checkpoints/port_panoptic_hand21.pth'
 COCO_PRED = 'data/body_real/coco_blazepose.json.gz'
 COCO_GT = 'data/body_real/coco_gt.json.gz'
@@ -26,10 +28,28 @@ COCO_GT = 'data/body_real/coco_gt.json.gz'
 def test_shipped_body_refiner_loads_with_its_rule():
     refiner = load_refiner(BODY)
     assert refiner.num_keypoints == 17 and not refiner.training
-    # the do-no-harm gate decides which joints move, on the network's own
-    # estimates of keypoint similarity
-    assert refiner.rule.gate is not None and refiner.network.predict_errors
+    # its rule moves nothing: no joint moves and the instance scores are kept
+    # until a rule is fitted to a detector
+    assert refiner.rule == RefinementRule.keep_input() and refiner.rule.moves_nothing
+    assert refiner.rule.rescore is None
+    assert refiner.rule.describe().startswith('moves nothing')
+    assert len(refiner.rule.describe().splitlines()) == 1
+    # the network still estimates keypoint similarities (the starting point
+    # for fitting a gate and a rescoring to a detector)
+    assert refiner.network.predict_errors and refiner.can_rescore
     assert refiner.quality_kind == 'keypoint_similarity'
+    res = load_pose_results(COCO_PRED)
+    kpts = torch.from_numpy(res.keypoints[:32]).float()
+    scores = torch.from_numpy(res.keypoint_scores[:32]).float()
+    boxes = torch.from_numpy(res.bboxes[:32]).float()
+    _, quality = refiner.reconstruct_with_errors(kpts, scores, boxes,
+                                                 torch.ones(32, 17, dtype=torch.bool))
+    assert quality.shape == (32, 17, 2) and torch.isfinite(quality).all()
+    assert quality.std() > 0
+    # ... and the same weights with a gate move some joints
+    refiner.rule = GATED_BODY_RULE
+    _, replaced = refiner.refine(kpts, scores, boxes)
+    assert replaced.any()
     ckpt = torch.load(BODY, map_location='cpu', weights_only=False)
     assert 'train_shipped_refiners' in ckpt['meta']['mmport']['trained_by']
     # its file holds the rule itself, not loose legacy keys
@@ -50,7 +70,8 @@ def test_shipped_hand_refiner_refines_real_predictions_below_its_threshold():
 
 def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     out = tmp_path / 'refined.json.gz'
-    report = refine_results_file(COCO_PRED, BODY, out=str(out), ann=COCO_GT)
+    refiner = gated_body_refiner()
+    report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT)
     with gzip.open(COCO_PRED, 'rt') as f:
         source = json.load(f)
     with gzip.open(out, 'rt') as f:
@@ -75,7 +96,7 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     assert 0 < report.replaced.sum() < 0.1 * report.replaced.size
     assert report.errors['refined']['EPE'] < report.errors['init']['EPE']
     assert report.framed_by_keypoints == 0 and report.scores_kept_unboxed == 0
-    assert report.rescore == load_refiner(BODY).rule.rescore.weight > 0
+    assert report.rescore == refiner.rule.rescore.weight == 0.75
     assert 'instance scores rescored' in report.summary()
     assert 'framed by their keypoints' not in report.summary()
     scores = np.array([r['score'] for r in refined])
@@ -84,13 +105,38 @@ def test_refining_a_real_coco_results_file_end_to_end(tmp_path):
     assert 15 < report.errors['init']['EPE'] < 35
     # no annotation at all: the same refinement, the same file
     bare_out = tmp_path / 'bare.json.gz'
-    bare = refine_results_file(COCO_PRED, BODY, out=str(bare_out))
+    bare = refine_results_file(COCO_PRED, refiner, out=str(bare_out))
     assert bare.rescore == report.rescore and bare.matched is None and not bare.coco_ap
     assert bare_out.read_bytes() == out.read_bytes()
 
 
+def test_shipped_body_refiner_leaves_a_real_results_file_as_it_is(tmp_path):
+    """BlazePose's real COCO results refined with the shipped body file: its
+    rule moves nothing, so every keypoint, keypoint score and instance score
+    is written back as read, and COCO AP does not change."""
+    out = tmp_path / 'refined.json.gz'
+    report = refine_results_file(COCO_PRED, BODY, out=str(out), ann=COCO_GT)
+    with gzip.open(COCO_PRED, 'rt') as f:
+        source = json.load(f)
+    with gzip.open(out, 'rt') as f:
+        refined = json.load(f)
+    assert len(refined) == len(source) == len(report.refined) == 307
+    assert not report.replaced.any() and report.rescore == 0
+    before = np.array([r['keypoints'] for r in source]).reshape(-1, 17, 3)
+    after = np.array([r['keypoints'] for r in refined]).reshape(-1, 17, 3)
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_array_equal(report.refined, load_pose_results(COCO_PRED).keypoints)
+    assert [r['score'] for r in refined] == [r['score'] for r in source]
+    assert [r['bbox'] for r in refined] == [r['bbox'] for r in source]
+    assert report.coco_ap['instances'] == 307
+    assert report.coco_ap['init'] == pytest.approx(0.2704, abs=1e-4)
+    assert report.coco_ap['refined'] == report.coco_ap['init']
+    assert report.errors['refined']['EPE'] == report.errors['init']['EPE']
+    assert 'instance scores rescored' not in report.summary()
+
+
 def test_rescore_zero_keeps_the_files_instance_scores(tmp_path):
-    refiner = load_refiner(BODY)
+    refiner = gated_body_refiner()
     out = tmp_path / 'kept.json'
     report = refine_results_file(COCO_PRED, refiner, out=str(out), ann=COCO_GT, rescore=0)
     assert report.rescore == 0 and refiner.rule.rescore is not None  # the caller's untouched
@@ -110,15 +156,16 @@ def test_rescored_instance_scores_raise_ap_on_real_coco_photos():
     BlazePose ran on (the results' ``bbox``), the refiner's rescored
     instance scores rank the persons better than BlazePose's own: the AP of
     the same refined keypoints is higher with them (xtcocotools)."""
-    rescored = refine_results_file(COCO_PRED, BODY, ann=COCO_GT)
-    kept = refine_results_file(COCO_PRED, BODY, ann=COCO_GT, rescore=0)
+    refiner = gated_body_refiner()
+    rescored = refine_results_file(COCO_PRED, refiner, ann=COCO_GT)
+    kept = refine_results_file(COCO_PRED, refiner, ann=COCO_GT, rescore=0)
     assert rescored.rescore > 0 and kept.rescore == 0
     np.testing.assert_array_equal(rescored.refined, kept.refined)
     assert rescored.coco_ap['refined'] > kept.coco_ap['refined'] + 0.002
 
 
 def test_offline_refinement_writes_rescored_instance_scores(tmp_path):
-    refiner = load_refiner(BODY)
+    refiner = gated_body_refiner()
     scores = {}
     for weight in (1.0, 0.5):
         refiner.rule = refiner.rule.replace(rescore=dict(weight=weight))
@@ -174,7 +221,7 @@ def test_mpii_refiner_exports_with_its_outside_box_gate(tmp_path):
 
 def test_gated_body_refiner_exports_with_its_gate(tmp_path):
     from mmport.deployment import compare_onnx_with_pytorch, export_onnx
-    refiner = load_refiner(BODY)
+    refiner = gated_body_refiner()
     rng = np.random.default_rng(0)
     kpts = torch.tensor(rng.uniform(20, 180, (256, 17, 2)), dtype=torch.float32)
     scores = torch.tensor(rng.uniform(0, 1, (256, 17)), dtype=torch.float32)
@@ -195,7 +242,7 @@ def test_gated_body_refiner_exports_with_its_gate(tmp_path):
 
 
 def test_rescoring_exports_and_pytorch_onnx_openvino_agree(tmp_path):
-    """The body refiner with a rescoring rule on BlazePose's real COCO
+    """The body refiner with a gate and a rescoring rule on BlazePose's real COCO
     predictions, framed by the boxes BlazePose ran on: the ONNX graph (run
     by onnxruntime and by OpenVINO) gives PyTorch's refined keypoints,
     replaced joints and rescored instance scores; an export without the
@@ -204,7 +251,7 @@ def test_rescoring_exports_and_pytorch_onnx_openvino_agree(tmp_path):
     import onnxruntime as ort
     from mmport.deployment import OpenVINORefiner, export_onnx
     from mmport.deployment.onnx_export import META_RESCORE
-    refiner = load_refiner(BODY)
+    refiner = gated_body_refiner()
     refiner.rule = refiner.rule.replace(rescore=dict(weight=0.5))
     res = load_pose_results(COCO_PRED)
     kpts = res.keypoints.astype(np.float32)
@@ -214,6 +261,7 @@ def test_rescoring_exports_and_pytorch_onnx_openvino_agree(tmp_path):
     ref, replaced, rescored = refiner.refine_and_rescore(
         *(torch.from_numpy(a) for a in (kpts, scores, boxes, inst)))
     assert not torch.allclose(rescored, torch.from_numpy(inst))  # it does rescore
+    assert replaced.any()  # and its gate moves some joints
     path = export_onnx(refiner, str(tmp_path / 'body.onnx'))
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     out, out_replaced, out_scores = session.run(

@@ -263,6 +263,22 @@ class RefinementRule:
                    min_confident=0 if every else int(cfg['min_confident']),
                    flip_test=bool(cfg['flip_test']), rescore=rescore)
 
+    @classmethod
+    def keep_input(cls) -> 'RefinementRule':
+        """The identity rule: every joint keeps its input position and the
+        instance scores are kept (what a refiner whose gains were not shown
+        to exceed their noise ships with)."""
+        return cls(candidates='all', score_thr=None, gate=GateRule(margin=NEVER))
+
+    @property
+    def moves_nothing(self) -> bool:
+        """True when no joint can move and no score changes."""
+        gate = self.gate
+        if gate is None or self.rescore is not None or gate.outside_box is not None:
+            return False
+        margins = gate.margin if isinstance(gate.margin, tuple) else (gate.margin, )
+        return all(m == NEVER for m in margins)
+
     # ------------------------------------------------------------- applying
     def candidate_mask(self, scores: Tensor) -> Tensor:
         """bool (B, K): the candidate joints of instances with confidences
@@ -274,6 +290,9 @@ class RefinementRule:
     # ------------------------------------------------------------- reading
     def describe(self, joint_names: Optional[Sequence[str]] = None) -> str:
         """The rule as a few lines of plain words."""
+        if self.moves_nothing:
+            return ('moves nothing: every joint keeps its input position and the instance '
+                    'scores are kept')
         lines = []
         if self.candidates == 'all':
             lines.append('candidates: every joint (the gate decides which move)')
