@@ -47,8 +47,8 @@ def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
     """Match each result instance to an annotation of its image, to score
     the refinement (never to refine): the one its record names
     (``annotation_id``, as in the MPII results files), else the image's only
-    one, or the one whose box best overlaps the extent of the instance's
-    keypoints (IoU > 0.1).
+    one, or the one whose box (``bbox``, else its labelled joints' extent)
+    best overlaps the extent of the instance's keypoints (IoU > 0.1).
 
     Args:
         results (PoseResults): The loaded results (N instances).
@@ -83,12 +83,24 @@ def match_ground_truth(results: PoseResults, coco: dict) -> GroundTruthMatch:
         cands = per_image.get(image_id, [])
         if not cands or not np.isfinite(extents[n]).all():
             continue
-        boxes = np.array([anns[c]['bbox'] for c in cands], np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
+        boxes = np.array([_annotation_box(anns[c]) for c in cands], np.float64).reshape(-1, 4)
         iou = box_iou(extents[n], boxes)
         if len(cands) == 1 or iou.max() > 0.1:  # an image's only person, or the best overlap
             ann_index[n] = cands[int(np.argmax(iou))]
     return GroundTruthMatch(ann_index, anns, image_ids)
+
+
+def _annotation_box(ann: dict) -> list:
+    """xyxy of an annotation's ``bbox``, else of its labelled keypoints
+    (LSP's annotations have no box); for matching only."""
+    if 'bbox' in ann:
+        x, y, w, h = ann['bbox']
+        return [x, y, x + w, y + h]
+    kp = np.asarray(ann['keypoints'], np.float64).reshape(-1, 3)
+    kp = kp[kp[:, 2] > 0, :2]
+    if not len(kp):
+        return [np.nan] * 4
+    return [*kp.min(0), *kp.max(0)]
 
 
 def _int_or_none(key):
