@@ -1,5 +1,10 @@
-"""Build a trained PORT refiner from its checkpoint alone."""
+"""Build a trained PORT refiner from its checkpoint alone, and write one."""
+import os
+import os.path as osp
+import time
 from typing import Union
+
+import torch
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -88,3 +93,21 @@ def load_refiner(checkpoint: str, config: Union[str, dict, None] = None, device:
                              f'{mismatched[:3]}, missing {missing[:3]}')
     load_state_dict(model, state, strict=True)
     return model.to(device).eval()
+
+
+def save_refiner(refiner, model_cfg: dict, path: str, **provenance) -> None:
+    """Write a checkpoint that :func:`load_refiner` reads alone: the model
+    config with the refiner's current rule (``meta.cfg``), its weights, and
+    ``provenance`` (e.g. ``trained_by``, ``training_data``, ``fit``) under
+    ``meta.mmport``, with the date."""
+    import os
+    import os.path as osp
+    import time
+
+    import torch
+    model_cfg = dict(model_cfg, test_cfg=dict(rule=refiner.rule.to_config()))
+    state = {k: v.detach().cpu() for k, v in refiner.state_dict().items()}
+    meta = dict(cfg=Config(dict(model=model_cfg)).pretty_text,
+                mmport=dict(provenance, date=time.strftime('%Y-%m-%d')))
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    torch.save(dict(meta=meta, state_dict=state), path)
