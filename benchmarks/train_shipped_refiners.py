@@ -20,15 +20,15 @@ threshold and gate included), its weights, and how it was trained.
     python -m benchmarks.train_shipped_refiners [--only body|hand] [--out-dir checkpoints]
 """
 import argparse
-import os
 import os.path as osp
-import time
+
 import torch
 from mmengine.config import Config
 
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import prepare_runner_cfg
 from mmport.models.refinement_rule import RefinementRule
+from mmport.models.refiner_loading import save_refiner as write_refiner
 
 from .body_data import BLAZEPOSE_SETS, load_blazepose_set, load_coco_train2017
 from .body_refiner_setup import build_refiner, coco_metainfo
@@ -48,16 +48,10 @@ BODY_PERSONS = 30000
 
 
 def save_refiner(refiner, model_cfg: dict, path: str, how: str, data: str) -> None:
-    """Write a checkpoint that ``mmport.apis.load_refiner`` reads alone:
-    the config with the refiner's rule, its weights, the command that
-    trained it (``how``) and on what (``data``)."""
-    model_cfg = dict(model_cfg, test_cfg=dict(rule=refiner.rule.to_config()))
-    cfg_text = Config(dict(model=model_cfg)).pretty_text
-    state = {k: v.detach().cpu() for k, v in refiner.state_dict().items()}
-    meta = dict(cfg=cfg_text, mmport=dict(trained_by=how, training_data=data,
-                                          date=time.strftime('%Y-%m-%d')))
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    torch.save(dict(meta=meta, state_dict=state), path)
+    """Write a checkpoint that ``mmport.apis.load_refiner`` reads alone
+    (:func:`mmport.models.refiner_loading.save_refiner`), naming the
+    command that trained it (``how``) and on what (``data``)."""
+    write_refiner(refiner, model_cfg, path, trained_by=how, training_data=data)
     print(f'wrote {path} ({osp.getsize(path) / 1e3:.0f} kB)')
 
 
