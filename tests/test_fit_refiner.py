@@ -246,3 +246,35 @@ def test_cli_prints_one_line_on_bad_input(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert 'at least 60' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_the_same_fit_through_mmpose_tools_train(tmp_path):
+    """configs/port/port_fit_coco_keypoints-only.py, given RESULTS and ANN by
+    --cfg-options, fine-tunes the pretrained body refiner with tools/train.py
+    on real BlazePose predictions; the checkpoint is a refiner the tools
+    read, with the fit's loss and a rule that moves nothing."""
+    import gzip
+    import shutil
+    ann = tmp_path / 'coco_gt.json'
+    with gzip.open('data/body_real/coco_gt.json.gz', 'rb') as src, open(ann, 'wb') as dst:
+        shutil.copyfileobj(src, dst)
+    work = tmp_path / 'work'
+    cmd = [sys.executable, 'tools/train.py', 'configs/port/port_fit_coco_keypoints-only.py',
+           '--work-dir', str(work), '--cfg-options', f'train_dataloader.dataset.ann_file={ann}',
+           'train_dataloader.dataset.pipeline.0.results_file='
+           'data/body_real/coco_blazepose.json.gz',
+           'train_cfg.max_iters=10', 'train_cfg.val_interval=10',
+           'default_hooks.checkpoint.interval=10']
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    refiner = load_refiner(str(work / 'iter_10.pth'))
+    assert refiner.train_cfg['loss_type'] == 'welsch' and refiner.rule.moves_nothing
+    start = load_refiner('checkpoints/port_coco17_refiner.pth')
+    moved = [k for k, v in start.state_dict().items()
+             if not torch.equal(v, refiner.state_dict()[k])]
+    # fine-tuned from the pretrained weights: changed, but only a little
+    assert moved
+    assert max((v - refiner.state_dict()[k]).abs().max().item()
+               for k, v in start.state_dict().items() if v.is_floating_point()) < 0.05
+    out = refine_results_file('data/body_real/coco_blazepose.json.gz', refiner)
+    assert not out.replaced.any()
