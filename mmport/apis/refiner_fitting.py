@@ -296,6 +296,12 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     folds, pooled, pooled_scores = _fold_rows(choice, outputs, fold, kpts, inst_scores, targets,
                                               base, rules)
     total = _row(kpts, pooled, pooled_scores, inst_scores, targets)
+    # each fold was refined (and rescored) by its own refiner: AP of the
+    # pooled folds would rank one refiner's scores against another's, so the
+    # total is the folds' mean, weighted by persons
+    weights = np.array([f['persons'] for f in folds], np.float64)
+    for key in ('before', 'after'):
+        total[key] = float(np.average([f[key] for f in folds], weights=weights))
     final = MODELS.build(copy.deepcopy(refiner_cfg))
     final.load_state_dict(outputs[-1])
     final.eval()
