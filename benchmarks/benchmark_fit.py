@@ -10,7 +10,8 @@ annotations only afterwards, by the metric the fit chose (PCKh@0.5 for
 MPII, PCK@0.2 for LSP, COCO AP for the BlazePose COCO results, EPE for the
 Panoptic hands), with EPE, the share of joints moved and of those made worse.
 
-A data-efficiency curve fits 100, 300, 1000 and all persons of the fitting
+One line times a fit of 2,000 persons (BlazePose LSPET). A data-efficiency
+curve fits 100, 300, 1000 and all persons of the fitting
 half of the two largest sets, from the pretrained starting point and from
 scratch (what pretraining buys), and plots it.
 
@@ -46,6 +47,9 @@ LSP_METHODS = ('WangLiCVPR13_pc', 'KiefelGehlerECCV14_oc', 'TompsonNIPS14_pc',
 CURVE_SETS = ('BlazePose lspet', 'MPII hg_s8')
 CURVE_SIZES = (100, 300, 1000, None)
 # the main job's sets (one per family), with one seed and no curve
+# the speed line: one fit of this many persons
+SPEED_PERSONS = 2000
+SPEED_SET = 'BlazePose lspet'
 QUICK_SETS = ('Panoptic hands', 'BlazePose lsp', 'MPII hg_s8', "LSP Wang et al., CVPR'13")
 
 
@@ -226,6 +230,28 @@ def data_efficiency(name: str, spec: dict, workers: int, root: str, iters: int =
     return dict(name=name, points=curve)
 
 
+def fit_speed(name: str, spec: dict, workers: int, root: str, persons: int = SPEED_PERSONS,
+              iters: int = 1000) -> dict:
+    """Wall time of one fit (cross-validation and final training) of
+    ``persons`` persons of a set, with ``workers`` processes."""
+    records = spec['records']
+    mask = np.zeros(len(records), bool)
+    mask[:persons] = True
+    work = osp.join(root, 'speed')
+    os.makedirs(work, exist_ok=True)
+    fit_res, fit_ann = write_split(osp.join(work, 'fit'), records, spec['coco'], mask)
+    start = time.time()
+    with printed_to_file(work):
+        report = fit_refiner(fit_res, fit_ann, osp.join(work, 'fitted.pth'),
+                             scores=spec['scores'], workers=workers, iters=iters,
+                             progress=False)
+    seconds = time.time() - start
+    print(f'  speed: fitting {report.persons} {name} persons took {seconds:.0f} s '
+          f'({workers} workers, {os.cpu_count()} cores)', flush=True)
+    return dict(set=name, persons=report.persons, seconds=seconds, workers=workers,
+                cores=os.cpu_count())
+
+
 def plot_curves(curves: List[dict], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
@@ -277,7 +303,8 @@ def main(argv=None):
     args = parse_args(argv)
     seeds = args.seeds[:1] if args.quick else args.seeds
     root = osp.join('work_dirs', 'benchmark_fit')
-    sets = real_sets()
+    every_set = real_sets()
+    sets = every_set
     names = args.sets or (QUICK_SETS if args.quick else None)
     if names:
         unknown = sorted(set(names) - set(sets))
@@ -287,6 +314,7 @@ def main(argv=None):
     print(f'fit on one half of each set, refine the other (seeds {seeds}, '
           f'{args.workers} workers)', flush=True)
     start = time.time()
+    speed = fit_speed(SPEED_SET, every_set[SPEED_SET], args.workers, root, iters=args.iters)
     results = [run_set(name, spec, seeds, args.workers, root, args.iters)
                for name, spec in sets.items()]
     curves = []
@@ -299,7 +327,8 @@ def main(argv=None):
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(frames='results', seeds=seeds, date=time.strftime('%Y-%m-%d'),
-                       seconds=time.time() - start, sets=results, curves=curves), f, indent=1)
+                       seconds=time.time() - start, speed=speed, sets=results, curves=curves),
+                  f, indent=1)
     if curves:
         png = osp.join(osp.dirname(args.out), 'fit_data_efficiency.png')
         plot_curves(curves, png)
