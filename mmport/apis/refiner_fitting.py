@@ -12,6 +12,7 @@ spread, the written rule moves nothing (:mod:`mmport.fitting.rule_choice`).
 """
 import copy
 import multiprocessing as mp
+import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -179,7 +180,7 @@ def _run_job(job: _FitJob, progress: Optional[Callable[[int], None]] = None):
 
 def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str = 'file',
                 init: Optional[str] = None, seed: int = 0, workers: int = 1, num_folds: int = 4,
-                iters: int = 1000, metric: Optional[str] = None, progress: bool = True,
+                iters: int = 600, metric: Optional[str] = None, progress: bool = True,
                 command: str = '') -> FitReport:
     """Fit a refiner to the detector whose predictions ``results`` holds.
 
@@ -357,19 +358,28 @@ def _run_jobs(jobs: List[_FitJob], workers: int, progress: bool) -> list:
     ctx = mp.get_context('spawn')
     bar = ProgressBar(len(jobs)) if progress else None
     results = [None] * len(jobs)
-    with ctx.Pool(min(workers, len(jobs)), initializer=_quiet_worker) as pool:
-        for i, res in pool.imap_unordered(_indexed_run, list(enumerate(jobs))):
-            results[i] = res
-            if bar:
-                bar.update()
+    # library warnings (deprecations, metainfo path fallbacks) were shown
+    # once by this process; each worker would repeat them, from its imports on
+    env = os.environ.get('PYTHONWARNINGS')
+    os.environ['PYTHONWARNINGS'] = 'ignore'
+    try:
+        with ctx.Pool(min(workers, len(jobs)), initializer=_quiet_worker) as pool:
+            for i, res in pool.imap_unordered(_indexed_run, list(enumerate(jobs))):
+                results[i] = res
+                if bar:
+                    bar.update()
+    finally:
+        if env is None:
+            os.environ.pop('PYTHONWARNINGS')
+        else:
+            os.environ['PYTHONWARNINGS'] = env
     if bar:
         print(flush=True)
     return results
 
 
 def _quiet_worker():
-    """Library warnings (deprecations, metainfo path fallbacks) were shown
-    once by the parent process; each worker would repeat them."""
+    """No library warnings in a worker (see :func:`_run_jobs`)."""
     import warnings
     warnings.simplefilter('ignore')
 
