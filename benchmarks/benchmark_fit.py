@@ -136,7 +136,7 @@ def score(records: List[dict], coco: dict, refined: np.ndarray, inst: np.ndarray
 
 def fit_and_refine(records: List[dict], coco: dict, fit_mask: np.ndarray, test_mask: np.ndarray,
                    spec: dict, seed: int, workers: int, work: str, init: Optional[str] = None,
-                   iters: int = 1000):
+                   iters: int = 600):
     """Fit on ``fit_mask`` persons, refine ``test_mask`` persons: refined
     keypoints (T, K, 2), instance scores (T,), the fit report."""
     fit_res, fit_ann = write_split(osp.join(work, 'fit'), records, coco, fit_mask)
@@ -156,7 +156,7 @@ def fit_and_refine(records: List[dict], coco: dict, fit_mask: np.ndarray, test_m
     return out.refined, inst, report
 
 
-def run_set(name: str, spec: dict, seeds, workers: int, root: str, iters: int = 1000) -> dict:
+def run_set(name: str, spec: dict, seeds, workers: int, root: str, iters: int = 600) -> dict:
     """Per seed: each half refined by the refiner fitted on the other half,
     scored per half (each half has one refiner, whose rescored scores rank
     together) and averaged, weighted by persons."""
@@ -201,7 +201,7 @@ def combine(parts: List[dict], metric: str) -> dict:
     return out
 
 
-def data_efficiency(name: str, spec: dict, workers: int, root: str, iters: int = 1000) -> dict:
+def data_efficiency(name: str, spec: dict, workers: int, root: str, iters: int = 600) -> dict:
     """Fit on 100, 300, 1000, all persons of half 0 (seed 0), pretrained and
     from scratch; refine and score half 1."""
     records, coco = spec['records'], spec['coco']
@@ -231,7 +231,7 @@ def data_efficiency(name: str, spec: dict, workers: int, root: str, iters: int =
 
 
 def fit_speed(name: str, spec: dict, workers: int, root: str, persons: int = SPEED_PERSONS,
-              iters: int = 1000) -> dict:
+              iters: int = 600) -> dict:
     """Wall time of one fit (cross-validation and final training) of
     ``persons`` persons of a set, with ``workers`` processes."""
     records = spec['records']
@@ -293,7 +293,7 @@ def parse_args(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--sets', nargs='+', help='only these sets (names as printed)')
     parser.add_argument('--workers', type=int, default=default_workers())
-    parser.add_argument('--iters', type=int, default=1000,
+    parser.add_argument('--iters', type=int, default=600,
                         help='optimiser steps of each training (fit_refiner\'s default)')
     parser.add_argument('--out', default=osp.join(OUT_DIR, 'fit.json'))
     return parser.parse_args(argv)

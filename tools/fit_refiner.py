@@ -65,8 +65,8 @@ def parse_args(argv=None):
                         help='trainings run at once (processes)')
     parser.add_argument('--folds', type=positive_int, default=4,
                         help='folds of the cross-validation (default 4)')
-    parser.add_argument('--iters', type=positive_int, default=1000,
-                        help='optimiser steps of each training (default 1000)')
+    parser.add_argument('--iters', type=positive_int, default=600,
+                        help='optimiser steps of each training (default 600)')
     return parser.parse_args(argv)
 
 

@@ -70,7 +70,7 @@ class FitSettings:
             shift (float): max shift, frame units; flip_prob (float).
         seed (int): Seed of the batches and of torch.
     """
-    iters: int = 1000
+    iters: int = 600
     batch_size: int = 128
     lr: float = 5e-4
     weight_decay: float = 0.05
