@@ -1,0 +1,158 @@
+"""Does a refiner help a method it never saw? Leave one method out.
+
+The ten published methods on the same 1000 LSP test persons
+(data/lsp_methods; no per-joint confidences) and the three MPII models on
+MPII validation (data/mpii). For each method: a score-free refiner is
+fitted (``mmport.apis.fit_refiner``, from the shipped pretrained LSP-14 /
+MPII-16 file, its rule chosen by cross-validation on the *other* methods'
+errors, the identity rule as the floor) on the other methods' predictions of
+one half of the images, each scored against its own labelling, and refines
+the held-out method's predictions of the other half; then the other way
+round. No test person's ground truth and no prediction of the held-out
+method enter its refiner. Scored per half (PCK@0.2 with the torso for LSP,
+PCKh@0.5 for MPII, EPE, moved and worsened joints) and averaged.
+
+    python -m benchmarks.benchmark_methods [--seeds 0 1] [--only lsp|mpii] [--workers 2]
+
+Writes ``work_dirs/benchmark/methods.json``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import time
+from typing import Dict, List
+
+import numpy as np
+
+from mmport.utils import load_json
+
+from .benchmark_fit import OUT_DIR, combine, fit_and_refine, halves, score
+from .mpii_coco import mpii_annotations, mpii_results
+from .parallel_training import default_workers
+
+# the observer-centric labels' annotation ids: the person-centric ones + this
+OC_ID_OFFSET = 100000
+
+
+def lsp_methods() -> Dict[str, List[dict]]:
+    """Per LSP results file (method, labelling), its records, each naming
+    the annotation (person- or observer-centric) it is scored against and
+    its method (Chen & Yuille published both labellings: one method)."""
+    out = {}
+    for entry in load_json('data/lsp_methods/index.json'):
+        stem = osp.basename(entry['pred_file']).split('.')[0]
+        offset = OC_ID_OFFSET if entry['score_against'].endswith('_oc.json') else 0
+        records = load_json(f'data/lsp_methods/preds/{stem}.json.gz')
+        by_image = {a['image_id']: a['id'] for a in
+                    load_json(f'data/lsp_methods/{osp.splitext(entry["score_against"])[0]}'
+                              '.json.gz')['annotations']}
+        label = f'{entry["display_name"]} ({entry["label_convention"]})'
+        out[label] = [dict(r, annotation_id=by_image[r['image_id']] + offset,
+                           method=entry['method']) for r in records]
+    return out
+
+
+def lsp_annotations() -> dict:
+    """Both labellings in one file: the observer-centric annotations under
+    ids offset by ``OC_ID_OFFSET``."""
+    pc = load_json('data/lsp_methods/lsp_test_gt.json.gz')
+    oc = load_json('data/lsp_methods/lsp_test_gt_oc.json.gz')
+    return dict(pc, annotations=pc['annotations'] + [
+        dict(a, id=a['id'] + OC_ID_OFFSET) for a in oc['annotations']])
+
+
+def mpii_methods():
+    d = np.load('data/mpii/mpii_val_preds.npz')
+    names = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass, 1 stack',
+             'hg_s8': 'hourglass, 8 stacks'}
+    return ({names[m]: [dict(r, method=m) for r in mpii_results(d, m)] for m in names},
+            mpii_annotations(d))
+
+
+def leave_one_out(family: str, methods: Dict[str, List[dict]], coco: dict, seeds,
+                  workers: int, root: str, iters: int) -> List[dict]:
+    rows = []
+    image_order = methods[next(iter(methods))]
+    for held_out, test_records in methods.items():
+        for seed in seeds:
+            half = halves(image_order, seed)
+            image_half = {r['image_id']: h for r, h in zip(image_order, half)}
+            work = osp.join(root, family, held_out.replace(' ', '_').replace('/', '_'),
+                            f'seed{seed}')
+            os.makedirs(work, exist_ok=True)
+            parts, fits = [], []
+            start = time.time()
+            for h in (0, 1):
+                # every file of the held-out method stays out (both labellings)
+                train = [r for recs in methods.values() for r in recs
+                         if r['method'] != test_records[0]['method']
+                         and image_half[r['image_id']] == h]
+                test = [r for r in test_records if image_half[r['image_id']] != h]
+                records = train + test
+                fit_mask = np.arange(len(records)) < len(train)
+                spec = dict(scores='none', metric=None)
+                out, scores, report = fit_and_refine(records, coco, fit_mask, ~fit_mask, spec,
+                                                     seed, workers, work, iters=iters)
+                parts.append(score(test, coco, out, scores, report.metric, work))
+                fits.append(dict(persons=report.persons, promise=report.promise,
+                                 spread=report.spread, keep=report.keep, chosen=report.chosen,
+                                 metric=report.metric))
+            metric = fits[0]['metric']
+            row = dict(combine(parts, metric), family=family, method=held_out, seed=seed,
+                       metric=metric, fits=fits, halves=parts, seconds=time.time() - start)
+            rows.append(row)
+            print(f'  {family} {held_out} seed {seed}: {metric} {row["before"]:.4f} -> '
+                  f'{row["after"]:.4f} ({row["gain"]:+.2f}), EPE {row["epe_before"]:.2f} -> '
+                  f'{row["epe_after"]:.2f}, rules kept {sum(f["keep"] for f in fits)}/2, '
+                  f'{row["seconds"]:.0f} s', flush=True)
+    return rows
+
+
+def format_table(rows: List[dict]) -> str:
+    lines = [f'{"held-out method":<34} {"metric":<9} {"seed":>4} {"before":>8} {"after":>8} '
+             f'{"gain":>7} {"EPE before":>10} {"after":>7} {"moved":>6} {"worse":>6} '
+             f'{"kept":>4}']
+    for r in rows:
+        lines.append(f'{r["method"]:<34} {r["metric"]:<9} {r["seed"]:>4} {r["before"]:>8.4f} '
+                     f'{r["after"]:>8.4f} {r["gain"]:>+7.2f} {r["epe_before"]:>10.2f} '
+                     f'{r["epe_after"]:>7.2f} {100 * r["moved"]:>5.1f}% '
+                     f'{100 * r["worsened"]:>5.1f}% {sum(f["keep"] for f in r["fits"]):>2}/2')
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--only', choices=('lsp', 'mpii'))
+    parser.add_argument('--workers', type=int, default=default_workers())
+    parser.add_argument('--iters', type=int, default=600)
+    parser.add_argument('--out', default=osp.join(OUT_DIR, 'methods.json'))
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    root = osp.join('work_dirs', 'benchmark_methods')
+    start = time.time()
+    rows = []
+    print(f'leave one method out: fit on the other methods\' errors on one half of the '
+          f'images, refine the held-out method on the other (seeds {args.seeds})', flush=True)
+    if args.only in (None, 'lsp'):
+        rows += leave_one_out('LSP', lsp_methods(), lsp_annotations(), args.seeds,
+                              args.workers, root, args.iters)
+    if args.only in (None, 'mpii'):
+        methods, coco = mpii_methods()
+        rows += leave_one_out('MPII', methods, coco, args.seeds, args.workers, root,
+                              args.iters)
+    print('\nleave one method out (each method scored against its own labelling)')
+    print(format_table(rows))
+    os.makedirs(osp.dirname(args.out), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(frames='results', seeds=args.seeds, date=time.strftime('%Y-%m-%d'),
+                       seconds=time.time() - start, rows=rows), f, indent=1)
+    print(f'wrote {args.out} ({time.time() - start:.0f} s)')
+
+
+if __name__ == '__main__':
+    main()
