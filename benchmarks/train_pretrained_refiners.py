@@ -127,11 +127,11 @@ SKELETONS = {
     'mpii16': dict(metainfo=dict(from_file='configs/_base_/datasets/mpii.py'),
                    use_scores=False, embed_dim=32, num_heads=1,
                    persons=lambda: mpii_training_persons(),
-                   data='14,649 MPII training persons (data/mpii train_*; no validation '
+                   data='MPII training persons (data/mpii train_*; no validation '
                         'image) with synthetic PoseFix errors'),
     'lsp14': dict(metainfo=None, use_scores=False, embed_dim=32, num_heads=1,
                   persons=lambda: mpii_training_persons(MPII_TO_LSP),
-                  data='14,649 MPII training persons in LSP joint order (data/mpii train_*; '
+                  data='MPII training persons in LSP joint order (data/mpii train_*; '
                        'no LSP person) with synthetic PoseFix errors'),
     'hand21': dict(metainfo=dict(from_file='configs/_base_/datasets/coco_wholebody_hand.py'),
                    use_scores=True, embed_dim=32, num_heads=1, persons=hand_persons,
