@@ -32,7 +32,7 @@ from mmport.models.refinement_rule import RefinementRule
 from mmport.models.refiner_loading import (_read_checkpoint, load_refiner,
                                            refiner_config_from_checkpoint, save_refiner)
 from mmport.utils import InputFileError
-from .framing import refiner_boxes
+from .framing import refiner_boxes, usable_boxes
 from .ground_truth_scoring import load_coco_annotations, match_ground_truth
 from .offline_refinement import refine_arrays
 
@@ -259,9 +259,12 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
                       poses.format)
     # frames as refine_results_file frames them: the results' box, else the
     # extent of the keypoints above the rule's threshold
+    # rescoring ranks persons by the expected OKS learned in detector-box
+    # frames: offered where AP is the metric and every person has such a box
+    boxed = sub.bboxes is not None and usable_boxes(sub.bboxes, len(sub)).all()
     rules = candidate_rules(refiner.network.use_scores, refiner.quality_kind
                             if refiner.network.predict_errors else None,
-                            refiner.can_rescore and metric == 'AP')
+                            refiner.can_rescore and metric == 'AP' and boxed)
     thresholds = {r.score_thr if r.candidates == 'below_score' else None for r in rules}
     boxes = {t: refiner_boxes(sub, -np.inf if t is None else t) for t in thresholds}
     pred_n, gt_n, side = _framed(kpts, targets.gt, boxes[None])
@@ -286,23 +289,21 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     outputs = _run_jobs(jobs, workers, progress)
 
     gains = np.zeros((num_folds, len(rules)))
-    base = []
     for f in range(num_folds):
         te = np.flatnonzero(fold == f)
         t = subset(targets, te)
         before = metric_value(kpts[te], t, inst_scores[te])
-        base.append(before)
         gains[f] = [gain(before, metric_value(r, t, s), metric) for r, s in outputs[f]]
     choice = choose_rule(gains)
-    folds, pooled, pooled_scores = _fold_rows(choice, outputs, fold, kpts, inst_scores, targets,
-                                              base, rules)
-    total = _row(kpts, pooled, pooled_scores, inst_scores, targets)
+    folds, pooled = _fold_rows(choice, outputs, fold, kpts, inst_scores, targets, rules)
     # each fold was refined (and rescored) by its own refiner: AP of the
     # pooled folds would rank one refiner's scores against another's, so the
-    # total is the folds' mean, weighted by persons
+    # total metric is the folds' mean, weighted by persons
     weights = np.array([f['persons'] for f in folds], np.float64)
-    for key in ('before', 'after'):
-        total[key] = float(np.average([f[key] for f in folds], weights=weights))
+    total = dict(persons=len(kpts), epe_before=epe(kpts, targets), epe_after=epe(pooled, targets),
+                 **moved_outcomes(kpts, pooled, targets),
+                 **{key: float(np.average([f[key] for f in folds], weights=weights))
+                    for key in ('before', 'after')})
     final = MODELS.build(copy.deepcopy(refiner_cfg))
     final.load_state_dict(outputs[-1])
     final.eval()
@@ -328,16 +329,18 @@ def _row(init, refined, refined_scores, inst_scores, targets: FitTargets, **extr
                 epe_before=epe(init, targets), epe_after=epe(refined, targets), **moved)
 
 
-def _fold_rows(choice: RuleChoice, outputs, fold, kpts, inst_scores, targets, base, rules):
+def _fold_rows(choice: RuleChoice, outputs, fold, kpts, inst_scores, targets, rules):
+    """Per fold, the scores of the rule chosen on the other folds; and the
+    pooled refined keypoints (N, K, 2) of those rules."""
     rows = []
-    pooled, pooled_scores = kpts.copy(), inst_scores.copy()
+    pooled = kpts.copy()
     for f, r in enumerate(choice.fold_rules):
         te = np.flatnonzero(fold == f)
         refined, scores = outputs[f][r]
-        pooled[te], pooled_scores[te] = refined, scores
+        pooled[te] = refined
         rows.append(_row(kpts[te], refined, scores, inst_scores[te], subset(targets, te),
                          rule=rule_label(rules[r]), gain=float(choice.fold_gains[f])))
-    return rows, pooled, pooled_scores
+    return rows, pooled
 
 
 def _run_jobs(jobs: List[_FitJob], workers: int, progress: bool) -> list:
