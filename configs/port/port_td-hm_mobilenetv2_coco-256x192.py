@@ -14,7 +14,10 @@ _base_ = ['mmpose::body_2d_keypoint/topdown_heatmap/coco/'
 custom_imports = dict(imports=['mmport'], allow_failed_imports=False)
 
 # the shipped COCO-17 body refiner (trained keypoints-only on COCO train2017
-# by python -m benchmarks.train_shipped_refiners --only body)
+# by python -m benchmarks.train_shipped_refiners --only body): its rule moves
+# nothing; a refiner fitted to this estimator's predictions
+# (tools/fit_refiner.py RESULTS --ann ANN --out FITTED.pth, RESULTS from
+# tools/test.py --dump of the unrefined model) is what changes its output
 coco17_refiner_checkpoint = 'checkpoints/port_coco17_refiner.pth'
 
 model = dict(type='RefinedTopdownPoseEstimator', refiner_checkpoint=coco17_refiner_checkpoint)
