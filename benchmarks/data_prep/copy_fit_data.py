@@ -30,6 +30,9 @@ import os
 import os.path as osp
 import shutil
 
+# run as a script: its folder is on sys.path
+from copy_body_data import rounded, write_gz  # noqa: E402
+
 LSP_GT = ('lsp_test_gt', 'lsp_test_gt_oc')
 HANDS = 'coco_hand_val_v1.0'
 IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
@@ -77,10 +80,6 @@ say 21 but have some joints at 0 (3,903 hands have all 21 joints labelled).
 """
 
 
-def rounded(values, digits):
-    return [round(float(v), digits) if isinstance(v, float) else v for v in values]
-
-
 def slim_coco(data: dict, ann_keys: tuple) -> dict:
     images = [{k: im[k] for k in IMAGE_KEYS if k in im} for im in data['images']]
     anns = [{k: ann[k] for k in ann_keys if k in ann} for ann in data['annotations']]
@@ -104,15 +103,6 @@ def slim_hands(data: dict) -> dict:
 
 def slim_results(records: list) -> list:
     return [{k: r[k] for k in RESULT_KEYS if k in r} for r in records]
-
-
-def write_gz(obj, path: str) -> None:
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    # mtime 0: a rerun on unchanged sources writes the same bytes
-    with open(path, 'wb') as raw, gzip.GzipFile(fileobj=raw, mode='wb', compresslevel=9,
-                                                 mtime=0) as f:
-        f.write(json.dumps(obj, separators=(',', ':')).encode())
-    print(f'{path}: {osp.getsize(path) / 1e6:.2f} MB')
 
 
 def copy_source(src_dir: str, out_dir: str, note: str) -> None:
