@@ -24,7 +24,6 @@ Keeps only the fields mmport reads, gzipped:
 """
 import argparse
 import glob
-import gzip
 import json
 import os
 import os.path as osp
