@@ -274,14 +274,18 @@ def plot_curves(curves: List[dict], path: str) -> None:
 
 
 def format_table(sets: List[dict]) -> str:
-    lines = [f'{"set":<28} {"metric":<9} {"seed":>4} {"before":>8} {"after":>8} {"gain":>7} '
+    return format_rows([(s['name'], r) for s in sets for r in s['rows']], 'set')
+
+
+def format_rows(rows: List[tuple], title: str) -> str:
+    """(name, row) pairs as the console table of a fit benchmark."""
+    lines = [f'{title:<34} {"metric":<9} {"seed":>4} {"before":>8} {"after":>8} {"gain":>7} '
              f'{"EPE before":>10} {"after":>7} {"moved":>6} {"worse":>6} {"kept":>4}']
-    for s in sets:
-        for r in s['rows']:
-            lines.append(f'{s["name"]:<28} {r["metric"]:<9} {r["seed"]:>4} {r["before"]:>8.4f} '
-                         f'{r["after"]:>8.4f} {r["gain"]:>+7.2f} {r["epe_before"]:>10.2f} '
-                         f'{r["epe_after"]:>7.2f} {100 * r["moved"]:>5.1f}% '
-                         f'{100 * r["worsened"]:>5.1f}% {sum(f["keep"] for f in r["fits"]):>2}/2')
+    for name, r in rows:
+        lines.append(f'{name:<34} {r["metric"]:<9} {r["seed"]:>4} {r["before"]:>8.4f} '
+                     f'{r["after"]:>8.4f} {r["gain"]:>+7.2f} {r["epe_before"]:>10.2f} '
+                     f'{r["epe_after"]:>7.2f} {100 * r["moved"]:>5.1f}% '
+                     f'{100 * r["worsened"]:>5.1f}% {sum(f["keep"] for f in r["fits"]):>2}/2')
     return '\n'.join(lines)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from mmport.utils import load_json
 
-from .benchmark_fit import OUT_DIR, combine, fit_and_refine, halves, score
+from .benchmark_fit import OUT_DIR, combine, fit_and_refine, format_rows, halves, score
 from .mpii_coco import mpii_annotations, mpii_results
 from .parallel_training import default_workers
 
@@ -109,18 +109,6 @@ def leave_one_out(family: str, methods: Dict[str, List[dict]], coco: dict, seeds
     return rows
 
 
-def format_table(rows: List[dict]) -> str:
-    lines = [f'{"held-out method":<34} {"metric":<9} {"seed":>4} {"before":>8} {"after":>8} '
-             f'{"gain":>7} {"EPE before":>10} {"after":>7} {"moved":>6} {"worse":>6} '
-             f'{"kept":>4}']
-    for r in rows:
-        lines.append(f'{r["method"]:<34} {r["metric"]:<9} {r["seed"]:>4} {r["before"]:>8.4f} '
-                     f'{r["after"]:>8.4f} {r["gain"]:>+7.2f} {r["epe_before"]:>10.2f} '
-                     f'{r["epe_after"]:>7.2f} {100 * r["moved"]:>5.1f}% '
-                     f'{100 * r["worsened"]:>5.1f}% {sum(f["keep"] for f in r["fits"]):>2}/2')
-    return '\n'.join(lines)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
@@ -146,7 +134,7 @@ def main(argv=None):
         rows += leave_one_out('MPII', methods, coco, args.seeds, args.workers, root,
                               args.iters)
     print('\nleave one method out (each method scored against its own labelling)')
-    print(format_table(rows))
+    print(format_rows([(r['method'], r) for r in rows], 'held-out method'))
     os.makedirs(osp.dirname(args.out), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(frames='results', seeds=args.seeds, date=time.strftime('%Y-%m-%d'),
