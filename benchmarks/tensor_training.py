@@ -7,8 +7,6 @@ errors), augmented and masked as mmport's transforms do, and the loss is
 model the mmengine pipeline trains and refines through the same
 ``PORTRefiner.refine``.
 """
-import math
-import time
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -16,6 +14,7 @@ import numpy as np
 import torch
 
 from mmport.datasets.transforms.error_synthesis import SynthesizePoseErrors, synthesize_errors
+from mmport.fitting.fit_training import train_on_batches
 
 from .body_data import BodySet
 
@@ -270,29 +269,10 @@ def train_refiner(refiner, pool: TrainingPool, settings: TrainingSettings,
     """Train ``refiner`` (a PORTRefiner) in place; returns seconds spent."""
     torch.manual_seed(settings.seed)
     maker = BatchMaker(pool, settings, flip_indices)
-    opt = torch.optim.AdamW(refiner.parameters(), lr=settings.lr,
-                            weight_decay=settings.weight_decay)
 
-    def lr_at(it):
-        if it < settings.warmup:
-            return (it + 1) / settings.warmup
-        t = (it - settings.warmup) / max(settings.iters - settings.warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    unit_boxes = torch.tensor([[-0.5, -0.5, 0.5, 0.5]]).expand(settings.batch_size, 4)
-    refiner.train()
-    start = time.time()
-    for it in range(settings.iters):
-        inp, sc, mask, gt, vis = maker.batch()
-        losses = refiner.pose_loss(inp, sc, unit_boxes, mask, gt, vis)
-        loss = sum(losses.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    def report(it, losses):
         if log is not None and (it + 1) % 500 == 0:
             log(f'iter {it + 1}/{settings.iters} ' + ' '.join(
                 f'{k}={v.item():.4f}' for k, v in losses.items()))
-    refiner.eval()
-    return time.time() - start
+    return train_on_batches(refiner, maker.batch, settings.iters, settings.batch_size,
+                            settings.lr, settings.weight_decay, settings.warmup, report)

@@ -172,27 +172,41 @@ def fit_refiner_weights(refiner, persons: FramedPersons, settings: FitSettings,
     number of steps done since the last call."""
     torch.manual_seed(settings.seed)
     maker = FitBatches(persons, settings, refiner.flip_indices, refiner.network.use_scores)
-    opt = torch.optim.AdamW(refiner.parameters(), lr=settings.lr,
-                            weight_decay=settings.weight_decay)
+    tick = None if progress is None else (
+        lambda it, losses: progress(50) if (it + 1) % 50 == 0 else None)  # noqa: E731
+    return train_on_batches(refiner, maker.batch, settings.iters, settings.batch_size,
+                            settings.lr, settings.weight_decay, settings.warmup, tick)
+
+
+def train_on_batches(refiner, next_batch: Callable[[], tuple], iters: int, batch_size: int,
+                     lr: float, weight_decay: float, warmup: int,
+                     after_step: Optional[Callable[[int, dict], None]] = None) -> float:
+    """The training loop: AdamW, linear warm-up then cosine decay, the loss
+    of ``refiner.pose_loss`` on batches ``next_batch()`` = (inputs, scores,
+    mask, target, visible) already in unit frames. ``after_step(it,
+    losses)`` is called after each step. Returns the seconds spent; the
+    refiner is left in eval mode."""
+    opt = torch.optim.AdamW(refiner.parameters(), lr=lr, weight_decay=weight_decay)
 
     def lr_at(it):
-        if it < settings.warmup:
-            return (it + 1) / settings.warmup
-        t = (it - settings.warmup) / max(settings.iters - settings.warmup, 1)
+        if it < warmup:
+            return (it + 1) / warmup
+        t = (it - warmup) / max(iters - warmup, 1)
         return 0.5 * (1 + math.cos(math.pi * t))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    boxes = torch.tensor([UNIT_BOX]).expand(settings.batch_size, 4)
+    boxes = torch.tensor([UNIT_BOX]).expand(batch_size, 4)
     refiner.train()
     start = time.time()
-    for it in range(settings.iters):
-        inp, sc, mask, gt, vis = maker.batch()
-        loss = sum(refiner.pose_loss(inp, sc, boxes, mask, gt, vis).values())
+    for it in range(iters):
+        inp, sc, mask, gt, vis = next_batch()
+        losses = refiner.pose_loss(inp, sc, boxes, mask, gt, vis)
+        loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        if progress is not None and (it + 1) % 50 == 0:
-            progress(50)
+        if after_step is not None:
+            after_step(it, losses)
     refiner.eval()
     return time.time() - start
