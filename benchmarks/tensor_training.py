@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mmport.datasets.transforms.error_synthesis import SynthesizePoseErrors, synthesize_errors
-from mmport.fitting.fit_training import train_on_batches
+from mmport.fitting.fit_training import mirror_some, random_similarities, train_on_batches
 
 from .body_data import BodySet
 
@@ -241,15 +241,8 @@ class BatchMaker:
 
     def _augment_and_mask(self, inp, sc, gt, vis):
         s, rng, n = self.s, self.rng, len(inp)
-        flip = rng.random(n) < s.flip_prob
-        for a in (inp, gt):
-            a[flip] = a[flip][:, self.flip] * np.array([-1, 1], np.float32)
-        sc[flip], vis[flip] = sc[flip][:, self.flip], vis[flip][:, self.flip]
-        theta = np.deg2rad(rng.uniform(-s.rotate, s.rotate, n))
-        scale = rng.uniform(*s.scale, n)
-        rot = np.stack([np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)],
-                       1).reshape(n, 2, 2) * scale[:, None, None]
-        shift = rng.uniform(-s.shift, s.shift, (n, 1, 2))
+        mirror_some(rng, s.flip_prob, self.flip, (inp, gt), (sc, vis))
+        rot, shift = random_similarities(rng, n, s.rotate, s.scale, s.shift)
         inp = np.einsum('nij,nkj->nki', rot, inp) + shift
         gt = np.einsum('nij,nkj->nki', rot, gt) + shift
         doubtful = sc < s.score_thr

@@ -366,7 +366,7 @@ def _run_jobs(jobs: List[_FitJob], workers: int, progress: bool) -> list:
     env = os.environ.get('PYTHONWARNINGS')
     os.environ['PYTHONWARNINGS'] = 'ignore'
     try:
-        with ctx.Pool(min(workers, len(jobs)), initializer=_quiet_worker) as pool:
+        with ctx.Pool(min(workers, len(jobs))) as pool:
             for i, res in pool.imap_unordered(_indexed_run, list(enumerate(jobs))):
                 results[i] = res
                 if bar:
@@ -379,12 +379,6 @@ def _run_jobs(jobs: List[_FitJob], workers: int, progress: bool) -> list:
     if bar:
         print(flush=True)
     return results
-
-
-def _quiet_worker():
-    """No library warnings in a worker (see :func:`_run_jobs`)."""
-    import warnings
-    warnings.simplefilter('ignore')
 
 
 def _indexed_run(item):

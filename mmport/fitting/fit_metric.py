@@ -47,10 +47,6 @@ class FitTargets:
     images: Optional[List[dict]] = None
     sigmas: Optional[Sequence[float]] = None
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.metric != 'EPE'
-
 
 def choose_metric(annotations: List[dict], num_keypoints: int, coco_results: bool,
                   sigmas: Optional[Sequence[float]]) -> str:

@@ -87,6 +87,30 @@ class FitSettings:
     seed: int = 0
 
 
+def mirror_some(rng: np.random.Generator, prob: float, flip_indices: np.ndarray,
+                coords: Sequence[np.ndarray], per_joint: Sequence[np.ndarray]) -> None:
+    """Mirror a random share ``prob`` of the B poses, in place: x of the
+    frame-unit ``coords`` (B, K, 2) negated and left / right joints swapped
+    (``flip_indices`` (K,)), the ``per_joint`` arrays (B, K) swapped alike."""
+    flip = rng.random(len(coords[0])) < prob
+    for a in coords:
+        a[flip] = a[flip][:, flip_indices] * np.array([-1, 1], np.float32)
+    for a in per_joint:
+        a[flip] = a[flip][:, flip_indices]
+
+
+def random_similarities(rng: np.random.Generator, n: int, rotate: float,
+                        scale: Sequence[float], shift: float):
+    """``n`` random rotations (within +-``rotate`` degrees) times scales (in
+    the ``scale`` range), (n, 2, 2), and shifts (within +-``shift`` frame
+    units), (n, 1, 2); apply as ``einsum('nij,nkj->nki', rot, x) + shift``."""
+    theta = np.deg2rad(rng.uniform(-rotate, rotate, n))
+    factor = rng.uniform(*scale, n)
+    rot = np.stack([np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)],
+                   1).reshape(n, 2, 2) * factor[:, None, None]
+    return rot, rng.uniform(-shift, shift, (n, 1, 2))
+
+
 class FitBatches:
     """Draws training batches (inputs, scores, mask, target, visible) from
     framed persons: the detector's predictions, transplanted real errors, or
@@ -136,15 +160,9 @@ class FitBatches:
     def _augment_and_mask(self, inp, sc, gt, vis):
         s, rng, n = self.s, self.rng, len(inp)
         if self.flip is not None:
-            flip = rng.random(n) < s.flip_prob
-            for a in (inp, gt):
-                a[flip] = a[flip][:, self.flip] * np.array([-1, 1], np.float32)
-            sc[flip], vis[flip] = sc[flip][:, self.flip], vis[flip][:, self.flip]
-        theta = np.deg2rad(rng.uniform(-s.rotate, s.rotate, n))
-        scale = rng.uniform(*s.scale, n)
-        rot = (np.stack([np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)], 1)
-               .reshape(n, 2, 2) * scale[:, None, None]).astype(np.float32)
-        shift = rng.uniform(-s.shift, s.shift, (n, 1, 2)).astype(np.float32)
+            mirror_some(rng, s.flip_prob, self.flip, (inp, gt), (sc, vis))
+        rot, shift = random_similarities(rng, n, s.rotate, s.scale, s.shift)
+        rot, shift = rot.astype(np.float32), shift.astype(np.float32)
         inp = np.einsum('nij,nkj->nki', rot, inp) + shift
         gt = np.einsum('nij,nkj->nki', rot, gt) + shift
         if self.use_scores:

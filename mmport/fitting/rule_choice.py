@@ -9,7 +9,7 @@ folds. If that promise is not above its own spread over the folds, the
 written rule moves nothing and keeps the scores.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
@@ -97,6 +97,3 @@ def rule_label(rule: RefinementRule) -> str:
         parts.append(f'rescore {rule.rescore.weight:g}')
     return ' '.join(parts)
 
-
-def label_rules(rules: Sequence[RefinementRule]) -> List[str]:
-    return [rule_label(r) for r in rules]
