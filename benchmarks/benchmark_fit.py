@@ -147,7 +147,7 @@ def fit_and_refine(records: List[dict], coco: dict, fit_mask: np.ndarray, test_m
     with printed_to_file(work):
         report = fit_refiner(fit_res, fit_ann, ckpt, scores=spec['scores'], init=init,
                              seed=seed, workers=workers, metric=spec['metric'], iters=iters,
-                             progress=False)
+                             hold_out=spec.get('hold_out', 'image'), progress=False)
         out = refine_results_file(test_res, ckpt, out=out_path, scores=spec['scores'])
     with open(osp.join(work, 'fit_report.txt'), 'w') as f:
         f.write(report.summary() + '\n')

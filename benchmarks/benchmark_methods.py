@@ -4,8 +4,9 @@ The ten published methods on the same 1000 LSP test persons
 (data/lsp_methods; no per-joint confidences) and the three MPII models on
 MPII validation (data/mpii). For each method: a score-free refiner is
 fitted (``mmport.apis.fit_refiner``, from the shipped pretrained LSP-14 /
-MPII-16 file, its rule chosen by cross-validation on the *other* methods'
-errors, the identity rule as the floor) on the other methods' predictions of
+MPII-16 file, its rule chosen by cross-validation that holds out training
+methods and images together, so that the rule is one for methods the refiner
+did not train on; the identity rule as the floor) on the other methods' predictions of
 one half of the images, each scored against its own labelling, and refines
 the held-out method's predictions of the other half; then the other way
 round. No test person's ground truth and no prediction of the held-out
@@ -91,7 +92,7 @@ def leave_one_out(family: str, methods: Dict[str, List[dict]], coco: dict, seeds
                 test = [r for r in test_records if image_half[r['image_id']] != h]
                 records = train + test
                 fit_mask = np.arange(len(records)) < len(train)
-                spec = dict(scores='none', metric=None)
+                spec = dict(scores='none', metric=None, hold_out='method')
                 out, scores, report = fit_and_refine(records, coco, fit_mask, ~fit_mask, spec,
                                                      seed, workers, work, iters=iters)
                 parts.append(score(test, coco, out, scores, report.metric, work))

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmport.apis import fit_refiner, load_refiner, refine_results_file
+from mmport.datasets import crossed_folds
 from mmport.fitting.fit_metric import (FitTargets, build_targets, choose_metric, gain,
                                        metric_value, moved_outcomes)
 from mmport.fitting.fit_training import FitBatches, FitSettings, FramedPersons
@@ -46,6 +47,24 @@ def test_rule_choice_keeps_a_steady_gain_and_drops_a_noisy_or_negative_one():
     assert not worse.keep
     with pytest.raises(ValueError, match='folds, rules'):
         choose_rule(np.zeros(3))
+
+
+def test_crossed_folds_score_no_method_or_image_their_refiner_trained_on():
+    rng = np.random.default_rng(0)
+    images = [f'im{i}' for i in rng.integers(0, 40, 300)]
+    methods = [f'm{i}' for i in rng.integers(0, 5, 300)]
+    splits = crossed_folds(images, methods, num_folds=4, seed=1)
+    assert len(splits) == 4
+    scored = np.concatenate([te for _, te in splits])
+    assert len(scored) == len(set(scored.tolist())) and 40 < len(scored) < 150
+    for train, test in splits:
+        assert len(train) and len(test)
+        for key in (images, methods):
+            assert not {key[i] for i in train} & {key[i] for i in test}
+    # two methods: two folds; one method cannot be held out
+    assert len(crossed_folds(images, ['a', 'b'] * 150, num_folds=4)) == 2
+    with pytest.raises(ValueError, match='needs two'):
+        crossed_folds(images, ['a'] * 300)
 
 
 def test_candidate_rules_follow_what_the_refiner_can_read():
@@ -210,6 +229,37 @@ def test_nothing_to_gain_writes_the_identity_rule(tmp_path):
     assert load_refiner(str(out)).rule.moves_nothing
     refined = refine_results_file(res, str(out), scores='none')
     assert not refined.replaced.any()
+
+
+def test_a_fit_for_unseen_methods_holds_methods_out(tmp_path):
+    """Three LSP methods' predictions of the same 80 persons in one file,
+    each record naming its method: every fold scores methods and images its
+    refiner did not train on; a file without method names is refused."""
+    gt = load_json(LSP_GT)
+    keep = {im['id'] for im in gt['images'][:80]}
+    ann = dict(gt, images=[im for im in gt['images'] if im['id'] in keep],
+               annotations=[a for a in gt['annotations'] if a['image_id'] in keep])
+    res = [dict(r, method=m) for m in ('WangLiCVPR13', 'TompsonNIPS14', 'FanCVPR15')
+           for r in load_json(f'data/lsp_methods/preds/{m}_pc.json.gz') if r['image_id'] in keep]
+    res_path, ann_path = tmp_path / 'res.json', tmp_path / 'ann.json'
+    res_path.write_text(json.dumps(res))
+    ann_path.write_text(json.dumps(ann))
+    report = fit_refiner(str(res_path), str(ann_path), str(tmp_path / 'f.pth'), scores='none',
+                         hold_out='method', iters=20, progress=False)
+    assert report.hold_out == 'method' and report.persons == 240 and len(report.folds) == 3
+    # each fold scores one method on a third of the images
+    assert 60 <= report.total['persons'] <= 100
+    assert all(15 <= f['persons'] <= 40 for f in report.folds)
+    assert 'holding out methods and images together' in report.summary()
+    fit = torch.load(str(tmp_path / 'f.pth'), map_location='cpu',
+                     weights_only=False)['meta']['mmport']['fit']
+    assert fit['hold_out'] == 'method' and fit['folds'] == 3
+    for r in res:
+        r.pop('method')
+    res_path.write_text(json.dumps(res))
+    with pytest.raises(InputFileError, match='"method" field'):
+        fit_refiner(str(res_path), str(ann_path), None, scores='none', hold_out='method',
+                    iters=5, progress=False)
 
 
 @pytest.mark.parametrize('case, message', [

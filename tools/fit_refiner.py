@@ -1,7 +1,7 @@
 """Fit a PORT refiner to your own detector, with a cross-validated promise.
 
     python tools/fit_refiner.py RESULTS --ann ANN --out my_refiner.pth \
-        [--scores none] [--init CKPT] [--seed S] [--workers N]
+        [--scores none] [--init CKPT] [--seed S] [--workers N] [--hold-out method]
 
 RESULTS: the detector's predictions on a labelled split, in any format
 ``tools/refine_results.py`` reads (a COCO keypoint results json, an MMPose
@@ -18,7 +18,10 @@ count (``--init`` another; 17 COCO body, 16 MPII, 14 LSP, 21 hand joints)
 on these predictions' real errors, with a loss that saturates near the
 metric's tolerance, and chooses the test-time rule (confidence threshold,
 do-no-harm gate margin, rescoring) by grouped K-fold cross-validation
-inside the file (groups = images). It prints per fold and in total the
+inside the file (groups = images; with ``--hold-out method``, a file that
+pools several methods' predictions, each record naming its ``method``, is
+cross-validated on methods and images held out together: a rule for methods
+the refiner never saw). It prints per fold and in total the
 metric and EPE before / after, the share of joints moved and of those made
 worse, and the cross-validated gain (each fold scored with the rule chosen
 on the other folds) with its spread. If that gain is not above its spread,
@@ -60,6 +63,10 @@ def parse_args(argv=None):
                         'fresh weights)')
     parser.add_argument('--metric', choices=METRICS,
                         help='the metric to fit for (default: the one the annotations allow)')
+    parser.add_argument('--hold-out', default='image', choices=('image', 'method'),
+                        help='what the cross-validation holds out: images (default), or '
+                        'methods and images together (records name their "method"; a refiner '
+                        'for methods it did not train on)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--workers', type=positive_int, default=1,
                         help='trainings run at once (processes)')
@@ -75,7 +82,8 @@ def main(argv=None) -> int:
     command = 'python tools/fit_refiner.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
     report = fit_refiner(args.results, args.ann, args.out, scores=args.scores, init=args.init,
                          seed=args.seed, workers=args.workers, num_folds=args.folds,
-                         iters=args.iters, metric=args.metric, command=command)
+                         iters=args.iters, metric=args.metric, hold_out=args.hold_out,
+                         command=command)
     print(report.summary())
     return 0
 

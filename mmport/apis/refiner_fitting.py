@@ -2,7 +2,9 @@
 results file and the annotations of the same persons) give its real errors;
 a pretrained refiner of the same skeleton is fine-tuned on them, and the
 test-time rule (threshold, gate, rescoring) is chosen by grouped K-fold
-cross-validation inside the file (groups = images).
+cross-validation inside the file: folds of images (a refiner for this
+detector), or folds that hold out methods and images together where the file
+pools several methods' predictions (a refiner for methods it never saw).
 
 The refinement of each held-out fold reads only what
 :func:`mmport.apis.refine_results_file` reads (keypoints, scores, the box
@@ -22,7 +24,7 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from mmport.datasets import grouped_folds
+from mmport.datasets import crossed_folds, grouped_folds
 from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.fitting.fit_metric import (FitTargets, build_targets, choose_metric, epe, gain,
                                        loss_scale, metric_value, moved_outcomes, subset)
@@ -44,6 +46,10 @@ PRETRAINED = {17: 'port_coco17_refiner.pth', 16: 'port_mpii16_pretrained.pth',
 MIN_PERSONS = 60
 # ``init`` value for fresh weights
 SCRATCH = 'scratch'
+# what the cross-validation holds out: images (persons of this detector), or
+# methods and images together (records name their ``method``)
+HOLD_OUT = {'image': 'grouped by image',
+            'method': 'holding out methods and images together'}
 
 
 @dataclass
@@ -53,8 +59,9 @@ class FitReport:
     Attributes:
         metric (str): The metric the rule was chosen by (``fit_metric.METRICS``).
         persons (int): Matched persons fitted (of ``instances`` in the file).
-        folds (list[dict]): Per fold: persons, the rule chosen on the other
-            folds, metric and EPE before / after, gain, moved / worsened.
+        folds (list[dict]): Per fold: persons scored, the rule chosen on the
+            other folds, metric and EPE before / after, gain, moved /
+            worsened.
         promise (float): Mean per-fold gain (points; EPE: percent).
         spread (float): Standard deviation of the per-fold gains.
         keep (bool): Whether the chosen rule was written (else the identity).
@@ -62,6 +69,8 @@ class FitReport:
         chosen (str): The cross-validated best rule's label.
         init (str): The starting point.
         out (str, optional): The checkpoint written.
+        total (dict): The folds' scored persons together.
+        hold_out (str): What the folds held out (a key of ``HOLD_OUT``).
     """
     metric: str
     persons: int
@@ -75,11 +84,13 @@ class FitReport:
     init: str
     out: Optional[str] = None
     total: Dict[str, float] = field(default_factory=dict)
+    hold_out: str = 'image'
 
     def summary(self) -> str:
         unit = '% EPE' if self.metric == 'EPE' else f' {self.metric} points'
         lines = [f'fitted {self.persons} matched persons (of {self.instances} in the file), '
-                 f'{len(self.folds)}-fold cross-validation grouped by image, from {self.init}',
+                 f'{len(self.folds)}-fold cross-validation {HOLD_OUT[self.hold_out]}, '
+                 f'from {self.init}',
                  f'{"fold":>6} {"persons":>8} {"rule (chosen on the other folds)":<34} '
                  f'{self.metric + " before":>14} {"after":>8} {"EPE before":>11} {"after":>7} '
                  f'{"moved":>6} {"worse":>6}']
@@ -180,8 +191,8 @@ def _run_job(job: _FitJob, progress: Optional[Callable[[int], None]] = None):
 
 def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str = 'file',
                 init: Optional[str] = None, seed: int = 0, workers: int = 1, num_folds: int = 4,
-                iters: int = 600, metric: Optional[str] = None, progress: bool = True,
-                command: str = '') -> FitReport:
+                iters: int = 600, metric: Optional[str] = None, hold_out: str = 'image',
+                progress: bool = True, command: str = '') -> FitReport:
     """Fit a refiner to the detector whose predictions ``results`` holds.
 
     Args:
@@ -203,6 +214,11 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
         iters (int): Optimiser steps of each training.
         metric (str, optional): One of ``fit_metric.METRICS`` that the
             annotations allow; default: chosen from them.
+        hold_out (str): ``'image'``: folds of images (a refiner for this
+            detector); ``'method'``: the records of several methods, each
+            naming its ``method``, and folds that hold out methods and
+            images together (:func:`mmport.datasets.crossed_folds`): the
+            rule is chosen for methods the refiner did not train on.
         progress (bool): Show a progress bar.
         command (str): The command line, recorded in the checkpoint.
 
@@ -215,6 +231,8 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     """
     if scores not in ('file', 'none'):
         raise ValueError(f"scores must be 'file' or 'none', got {scores!r}")
+    if hold_out not in HOLD_OUT:
+        raise ValueError(f'hold_out must be one of {sorted(HOLD_OUT)}, got {hold_out!r}')
     poses = load_pose_results(results)
     coco = load_coco_annotations(ann)
     if not len(poses):
@@ -245,10 +263,7 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     elif metric not in (allowed, 'EPE'):
         raise InputFileError(ann, f'allows the metric {allowed} (or EPE), not {metric}')
     targets = build_targets(anns, coco['images'], metric, refiner.metainfo.get('sigmas'))
-    groups = [str(match.image_ids[i]) for i in matched]
-    if len(set(groups)) < num_folds:
-        raise InputFileError(results, f'has matched persons on {len(set(groups))} images; '
-                             f'{num_folds}-fold cross-validation needs more')
+    splits = _cv_splits(results, poses, match, matched, num_folds, seed, hold_out)
 
     kpts = poses.keypoints[matched].astype(np.float64)
     joint_scores = (np.zeros(kpts.shape[:2]) if score_free
@@ -278,30 +293,29 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     refiner_cfg = dict(cfg, test_cfg=dict(rule=RefinementRule.keep_input().to_config()))
     state = {k_: v.detach().cpu() for k_, v in refiner.state_dict().items()}
     settings = FitSettings(iters=iters, seed=seed)
-    fold = grouped_folds(groups, num_folds, seed)
     jobs = []
-    for f in range(num_folds):
-        tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+    for tr, te in splits:
         jobs.append(_FitJob(refiner_cfg, state, persons.subset(tr), settings, dict(
             rules=rules, keypoints=kpts[te], scores=joint_scores[te],
             boxes={t: b[te] for t, b in boxes.items()}, instance_scores=inst_scores[te])))
     jobs.append(_FitJob(refiner_cfg, state, persons, settings))
     outputs = _run_jobs(jobs, workers, progress)
 
-    gains = np.zeros((num_folds, len(rules)))
-    for f in range(num_folds):
-        te = np.flatnonzero(fold == f)
+    gains = np.zeros((len(splits), len(rules)))
+    for f, (_, te) in enumerate(splits):
         t = subset(targets, te)
         before = metric_value(kpts[te], t, inst_scores[te])
         gains[f] = [gain(before, metric_value(r, t, s), metric) for r, s in outputs[f]]
     choice = choose_rule(gains)
-    folds, pooled = _fold_rows(choice, outputs, fold, kpts, inst_scores, targets, rules)
+    folds, scored, pooled = _fold_rows(choice, outputs, splits, kpts, inst_scores, targets,
+                                       rules)
     # each fold was refined (and rescored) by its own refiner: AP of the
     # pooled folds would rank one refiner's scores against another's, so the
     # total metric is the folds' mean, weighted by persons
     weights = np.array([f['persons'] for f in folds], np.float64)
-    total = dict(persons=len(kpts), epe_before=epe(kpts, targets), epe_after=epe(pooled, targets),
-                 **moved_outcomes(kpts, pooled, targets),
+    t = subset(targets, scored)
+    total = dict(persons=len(scored), epe_before=epe(kpts[scored], t),
+                 epe_after=epe(pooled, t), **moved_outcomes(kpts[scored], pooled, t),
                  **{key: float(np.average([f[key] for f in folds], weights=weights))
                     for key in ('before', 'after')})
     final = MODELS.build(copy.deepcopy(refiner_cfg))
@@ -310,9 +324,10 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     final.rule = rules[choice.index] if choice.keep else RefinementRule.keep_input()
     report = FitReport(metric, len(matched), len(poses), folds, choice.promise, choice.spread,
                        choice.keep, final.rule, rule_label(rules[choice.index]), init_path,
-                       out, total)
+                       out, total, hold_out)
     if out is not None:
-        fit_meta = dict(metric=metric, folds=num_folds, seed=seed, iters=iters,
+        fit_meta = dict(metric=metric, folds=len(splits), hold_out=hold_out, seed=seed,
+                        iters=iters,
                         promise=choice.promise, spread=choice.spread, keep=choice.keep,
                         chosen=report.chosen, fold_gains=choice.fold_gains.tolist(),
                         before=total['before'], after=total['after'])
@@ -322,6 +337,28 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     return report
 
 
+def _cv_splits(results: str, poses: PoseResults, match, matched: np.ndarray, num_folds: int,
+               seed: int, hold_out: str) -> list:
+    """Per fold, the training and the scored persons (indices into
+    ``matched``)."""
+    images = [str(match.image_ids[i]) for i in matched]
+    if hold_out == 'method':
+        methods = [(poses.extra[i] if poses.extra else {}).get('method') for i in matched]
+        if None in methods:
+            raise InputFileError(results, 'has records without a "method" field; holding '
+                                 'methods out needs every record to name its method')
+        methods = [str(m) for m in methods]
+        if len(set(methods)) < 2:
+            raise InputFileError(results, f'has the predictions of {len(set(methods))} '
+                                 'method; holding methods out needs two or more')
+        return crossed_folds(images, methods, num_folds, seed)
+    if len(set(images)) < num_folds:
+        raise InputFileError(results, f'has matched persons on {len(set(images))} images; '
+                             f'{num_folds}-fold cross-validation needs more')
+    fold = grouped_folds(images, num_folds, seed)
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(num_folds)]
+
+
 def _row(init, refined, refined_scores, inst_scores, targets: FitTargets, **extra) -> dict:
     moved = moved_outcomes(init, refined, targets)
     return dict(extra, persons=len(init), before=metric_value(init, targets, inst_scores),
@@ -329,18 +366,18 @@ def _row(init, refined, refined_scores, inst_scores, targets: FitTargets, **extr
                 epe_before=epe(init, targets), epe_after=epe(refined, targets), **moved)
 
 
-def _fold_rows(choice: RuleChoice, outputs, fold, kpts, inst_scores, targets, rules):
-    """Per fold, the scores of the rule chosen on the other folds; and the
-    pooled refined keypoints (N, K, 2) of those rules."""
-    rows = []
-    pooled = kpts.copy()
+def _fold_rows(choice: RuleChoice, outputs, splits, kpts, inst_scores, targets, rules):
+    """Per fold, the scores of the rule chosen on the other folds; the
+    scored persons (S,) of all folds and their refined keypoints (S, K, 2)
+    under those rules."""
+    rows, pooled = [], []
     for f, r in enumerate(choice.fold_rules):
-        te = np.flatnonzero(fold == f)
+        te = splits[f][1]
         refined, scores = outputs[f][r]
-        pooled[te] = refined
+        pooled.append(refined)
         rows.append(_row(kpts[te], refined, scores, inst_scores[te], subset(targets, te),
                          rule=rule_label(rules[r]), gain=float(choice.fold_gains[f])))
-    return rows, pooled
+    return rows, np.concatenate([te for _, te in splits]), np.concatenate(pooled)
 
 
 def _run_jobs(jobs: List[_FitJob], workers: int, progress: bool) -> list:

@@ -1,7 +1,7 @@
 from . import transforms  # noqa: F401  (registration)
 from .grouped_fold_dataset import GroupedFoldDataset
-from .grouped_folds import grouped_folds, source_group
+from .grouped_folds import crossed_folds, grouped_folds, source_group
 from .prediction_files import PoseResults, load_pose_results
 
-__all__ = ['GroupedFoldDataset', 'grouped_folds', 'source_group', 'PoseResults',
+__all__ = ['GroupedFoldDataset', 'crossed_folds', 'grouped_folds', 'source_group', 'PoseResults',
            'load_pose_results']

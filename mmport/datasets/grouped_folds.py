@@ -1,4 +1,4 @@
-"""Grouped, size-balanced K-fold splits (no source video/image in two folds)."""
+"""Grouped, size-balanced K-fold splits (no source video, image or method in two folds)."""
 import os.path as osp
 import re
 from typing import Sequence
@@ -56,3 +56,38 @@ def grouped_folds(groups: Sequence[str], num_folds: int = 5, seed: int = 0) -> n
         fold_of_group[g] = fold
         sizes[fold] += counts[g]
     return fold_of_group[inverse]
+
+
+def crossed_folds(images: Sequence[str], methods: Sequence[str], num_folds: int = 4,
+                  seed: int = 0) -> list:
+    """Folds that hold out methods and images together, for a rule meant for
+    methods a refiner never saw, without letting it see the ground truth of
+    the persons it is scored on (another method's prediction of the same
+    person carries that person's annotation into training).
+
+    Methods and images are each split into K groups (``grouped_folds``,
+    K = ``min(num_folds, number of methods)``); fold ``f`` trains on the
+    persons of methods outside method group ``f`` on images outside image
+    group ``f``, and scores the persons of method group ``f`` on image group
+    ``f``. About a 1/K share of the persons is scored, a (1 - 1/K)^2 share
+    trains each fold.
+
+    Args:
+        images (sequence[str]): Image key per person, length N.
+        methods (sequence[str]): Method per person, length N; at least two.
+        num_folds (int): The most folds wanted.
+        seed (int): Seed of the tie-breaking shuffles.
+
+    Returns:
+        list[tuple[np.ndarray, np.ndarray]]: Per fold, the training and the
+        scored persons' indices, int (M,).
+    """
+    if len(images) != len(methods):
+        raise ValueError(f'{len(images)} image keys for {len(methods)} methods')
+    folds = min(num_folds, len(set(methods)))
+    if folds < 2:
+        raise ValueError(f'{len(set(methods))} method(s): holding methods out needs two')
+    by_method = grouped_folds(methods, folds, seed)
+    by_image = grouped_folds(images, folds, seed)
+    return [(np.flatnonzero((by_method != f) & (by_image != f)),
+             np.flatnonzero((by_method == f) & (by_image == f))) for f in range(folds)]
