@@ -14,7 +14,7 @@ from mmport.datasets import crossed_folds
 from mmport.fitting.fit_metric import (FitTargets, build_targets, choose_metric, gain,
                                        metric_value, moved_outcomes)
 from mmport.fitting.fit_training import FitBatches, FitSettings, FramedPersons
-from mmport.fitting.rule_choice import candidate_rules, choose_rule, rule_label
+from mmport.fitting.rule_choice import IDENTITY, candidate_rules, choose_rule, rule_label
 from mmport.models.port_refiner import joint_errors
 from mmport.utils import InputFileError, load_json
 
@@ -47,6 +47,22 @@ def test_rule_choice_keeps_a_steady_gain_and_drops_a_noisy_or_negative_one():
     assert not worse.keep
     with pytest.raises(ValueError, match='folds, rules'):
         choose_rule(np.zeros(3))
+
+
+def test_a_rule_for_unseen_methods_lowers_no_method_where_it_is_chosen():
+    gains = np.array([[0.0, 1.0, 0.5], [0.0, 1.2, 0.4], [0.0, 0.8, 0.6]])
+    # rule 1 helps most on average but lowers one method in fold 0
+    worst = np.array([[0.0, -0.3, 0.1], [0.0, 0.2, 0.1], [0.0, 0.1, 0.2]])
+    choice = choose_rule(gains, worst)
+    assert choice.index == 2
+    # fold 0 is scored with rule 1 (chosen on folds 1, 2, where it lowers none)
+    assert choice.fold_rules == [1, 2, 2]
+    np.testing.assert_allclose(choice.fold_gains, [1.0, 0.4, 0.6])
+    # every rule lowers some method: the identity, gain 0
+    none = choose_rule(gains, -np.ones_like(gains))
+    assert none.index == IDENTITY and none.fold_rules == [IDENTITY] * 3
+    assert none.promise == 0 and not none.keep
+    assert rule_label(None) == 'moves nothing'
 
 
 def test_crossed_folds_score_no_method_or_image_their_refiner_trained_on():

@@ -29,7 +29,8 @@ from mmport.datasets.prediction_files import PoseResults, load_pose_results
 from mmport.fitting.fit_metric import (FitTargets, build_targets, choose_metric, epe, gain,
                                        loss_scale, metric_value, moved_outcomes, subset)
 from mmport.fitting.fit_training import FitSettings, FramedPersons, fit_refiner_weights
-from mmport.fitting.rule_choice import RuleChoice, candidate_rules, choose_rule, rule_label
+from mmport.fitting.rule_choice import (IDENTITY, RuleChoice, candidate_rules, choose_rule,
+                                        rule_label)
 from mmport.models.refinement_rule import RefinementRule
 from mmport.models.refiner_loading import (_read_checkpoint, load_refiner,
                                            refiner_config_from_checkpoint, save_refiner)
@@ -103,7 +104,11 @@ class FitReport:
         lines.append(f'cross-validated gain {self.promise:+.2f}{unit}, spread {self.spread:.2f} '
                      f'(rule chosen on the other folds)')
         if self.keep:
-            lines.append(f'written rule: {self.chosen} (the best over all folds)')
+            lines.append(f'written rule: {self.chosen} (the best over all folds'
+                         + (', lowering no method' if self.hold_out == 'method' else '') + ')')
+        elif self.chosen == rule_label(None):
+            lines.append('every candidate rule lowered some method: the written rule moves '
+                         'nothing and keeps the scores')
         else:
             lines.append('the gain is not above its spread: the written rule moves nothing and '
                          'keeps the scores')
@@ -263,7 +268,7 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     elif metric not in (allowed, 'EPE'):
         raise InputFileError(ann, f'allows the metric {allowed} (or EPE), not {metric}')
     targets = build_targets(anns, coco['images'], metric, refiner.metainfo.get('sigmas'))
-    splits = _cv_splits(results, poses, match, matched, num_folds, seed, hold_out)
+    splits, methods = _cv_splits(results, poses, match, matched, num_folds, seed, hold_out)
 
     kpts = poses.keypoints[matched].astype(np.float64)
     joint_scores = (np.zeros(kpts.shape[:2]) if score_free
@@ -302,11 +307,17 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     outputs = _run_jobs(jobs, workers, progress)
 
     gains = np.zeros((len(splits), len(rules)))
+    # with methods held out: per fold and rule, the gain of the method it
+    # helps least (a rule for unseen methods must not make one worse)
+    worst = None if methods is None else np.zeros_like(gains)
     for f, (_, te) in enumerate(splits):
         t = subset(targets, te)
         before = metric_value(kpts[te], t, inst_scores[te])
         gains[f] = [gain(before, metric_value(r, t, s), metric) for r, s in outputs[f]]
-    choice = choose_rule(gains)
+        if worst is not None:
+            worst[f] = _worst_method_gains(outputs[f], methods[te], kpts[te], inst_scores[te],
+                                           t, metric)
+    choice = choose_rule(gains, worst)
     folds, scored, pooled = _fold_rows(choice, outputs, splits, kpts, inst_scores, targets,
                                        rules)
     # each fold was refined (and rescored) by its own refiner: AP of the
@@ -322,9 +333,9 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     final.load_state_dict(outputs[-1])
     final.eval()
     final.rule = rules[choice.index] if choice.keep else RefinementRule.keep_input()
+    chosen = rule_label(None if choice.index == IDENTITY else rules[choice.index])
     report = FitReport(metric, len(matched), len(poses), folds, choice.promise, choice.spread,
-                       choice.keep, final.rule, rule_label(rules[choice.index]), init_path,
-                       out, total, hold_out)
+                       choice.keep, final.rule, chosen, init_path, out, total, hold_out)
     if out is not None:
         fit_meta = dict(metric=metric, folds=len(splits), hold_out=hold_out, seed=seed,
                         iters=iters,
@@ -338,9 +349,10 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
 
 
 def _cv_splits(results: str, poses: PoseResults, match, matched: np.ndarray, num_folds: int,
-               seed: int, hold_out: str) -> list:
+               seed: int, hold_out: str) -> tuple:
     """Per fold, the training and the scored persons (indices into
-    ``matched``)."""
+    ``matched``); the method of each matched person (None unless methods
+    are held out)."""
     images = [str(match.image_ids[i]) for i in matched]
     if hold_out == 'method':
         methods = [(poses.extra[i] if poses.extra else {}).get('method') for i in matched]
@@ -351,12 +363,25 @@ def _cv_splits(results: str, poses: PoseResults, match, matched: np.ndarray, num
         if len(set(methods)) < 2:
             raise InputFileError(results, f'has the predictions of {len(set(methods))} '
                                  'method; holding methods out needs two or more')
-        return crossed_folds(images, methods, num_folds, seed)
+        return crossed_folds(images, methods, num_folds, seed), np.array(methods)
     if len(set(images)) < num_folds:
         raise InputFileError(results, f'has matched persons on {len(set(images))} images; '
                              f'{num_folds}-fold cross-validation needs more')
     fold = grouped_folds(images, num_folds, seed)
-    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(num_folds)]
+    return [(np.flatnonzero(fold != f), np.flatnonzero(fold == f))
+            for f in range(num_folds)], None
+
+
+def _worst_method_gains(fold_outputs, methods, kpts, inst_scores, targets: FitTargets,
+                        metric: str) -> np.ndarray:
+    """(R,) per rule, the lowest gain of the methods ``methods`` (S,) names
+    among a fold's S scored persons."""
+    groups = [np.flatnonzero(methods == m) for m in np.unique(methods)]
+    parts = [(g, subset(targets, g)) for g in groups]
+    before = [metric_value(kpts[g], t, inst_scores[g]) for g, t in parts]
+    return np.array([min(gain(b, metric_value(refined[g], t, scores[g]), metric)
+                         for b, (g, t) in zip(before, parts))
+                     for refined, scores in fold_outputs])
 
 
 def _row(init, refined, refined_scores, inst_scores, targets: FitTargets, **extra) -> dict:
@@ -373,10 +398,11 @@ def _fold_rows(choice: RuleChoice, outputs, splits, kpts, inst_scores, targets, 
     rows, pooled = [], []
     for f, r in enumerate(choice.fold_rules):
         te = splits[f][1]
-        refined, scores = outputs[f][r]
+        refined, scores = ((kpts[te], inst_scores[te]) if r == IDENTITY else outputs[f][r])
         pooled.append(refined)
         rows.append(_row(kpts[te], refined, scores, inst_scores[te], subset(targets, te),
-                         rule=rule_label(rules[r]), gain=float(choice.fold_gains[f])))
+                         rule=rule_label(None if r == IDENTITY else rules[r]),
+                         gain=float(choice.fold_gains[f])))
     return rows, np.concatenate([te for _, te in splits]), np.concatenate(pooled)
 
 

@@ -7,6 +7,12 @@ gain over the folds. The promise reported is not that best mean (it would
 flatter the choice): each fold is scored with the rule chosen on the *other*
 folds. If that promise is not above its own spread over the folds, the
 written rule moves nothing and keeps the scores.
+
+A rule meant for methods the refiner never saw is chosen more strictly
+(``worst`` gains, one per fold and rule: the lowest of the methods scored
+in the fold): it must make no method worse on the folds it is chosen on.
+Averaged over methods, a rule that helps the weak ones can still lower a
+strong one, which a user of a strong method would pay for.
 """
 from dataclasses import dataclass
 from typing import List, Optional
@@ -21,6 +27,8 @@ GATE_MARGINS = {'keypoint_similarity': (0.0, 0.02, 0.05, 0.1, 0.2),
                 'log_distance': (0.0, 0.1, 0.25, 0.5, 1.0)}
 SCORE_THRESHOLDS = (0.2, 0.3, 0.5, 0.7)
 RESCORE_WEIGHTS = (0.5, )
+# a choice of no candidate: the identity rule (moves nothing, gain 0)
+IDENTITY = -1
 
 
 def candidate_rules(use_scores: bool, quality_kind: Optional[str],
@@ -48,15 +56,17 @@ class RuleChoice:
     """The outcome of a cross-validated rule choice.
 
     Attributes:
-        index (int): The chosen candidate (best mean gain over folds).
+        index (int): The chosen candidate (best mean gain over folds), or
+            ``IDENTITY`` where no candidate is eligible.
         fold_rules (list[int]): Per fold, the candidate chosen on the other
-            folds.
+            folds (or ``IDENTITY``).
         fold_gains (np.ndarray): (F,) per fold, the gain of its
             ``fold_rules`` rule (the honest estimate).
         promise (float): Mean of ``fold_gains``.
         spread (float): Their standard deviation (ddof 1; 0 for one fold).
-        keep (bool): ``promise > 0`` and ``promise > spread``: the chosen
-            rule is written; otherwise the identity rule is.
+        keep (bool): A candidate was chosen, ``promise > 0`` and
+            ``promise > spread``: the chosen rule is written; otherwise the
+            identity rule is.
     """
     index: int
     fold_rules: List[int]
@@ -66,26 +76,53 @@ class RuleChoice:
     keep: bool
 
 
-def choose_rule(gains: np.ndarray) -> RuleChoice:
+def _best(gains: np.ndarray, worst: Optional[np.ndarray]) -> int:
+    """The candidate with the best mean gain over the folds given, among
+    those that make no method worse on any of them (``worst``)."""
+    mean = gains.mean(0)
+    if worst is not None:
+        mean = np.where((worst >= 0).all(0), mean, -np.inf)
+        if not np.isfinite(mean).any():
+            return IDENTITY
+    return int(np.argmax(mean))
+
+
+def choose_rule(gains: np.ndarray, worst: Optional[np.ndarray] = None) -> RuleChoice:
     """Choose among R candidate rules from their gains (F, R) on F held-out
     folds (higher is better; see :func:`mmport.fitting.fit_metric.gain`).
-    Ties go to the earlier candidate."""
+    Ties go to the earlier candidate.
+
+    Args:
+        gains (np.ndarray): (F, R) gain of each rule on each fold.
+        worst (np.ndarray, optional): (F, R) the lowest gain of any one
+            method in each fold; a rule is eligible only where it is >= 0
+            on every fold it is chosen on (else the identity is chosen).
+    """
     gains = np.asarray(gains, np.float64)
     if gains.ndim != 2 or not gains.size:
         raise ValueError(f'gains must be (folds, rules), got shape {gains.shape}')
+    if worst is not None:
+        worst = np.asarray(worst, np.float64)
+        if worst.shape != gains.shape:
+            raise ValueError(f'worst has shape {worst.shape}, gains {gains.shape}')
     folds = len(gains)
-    index = int(np.argmax(gains.mean(0)))
+    index = _best(gains, worst)
     fold_rules = [index if folds == 1 else
-                  int(np.argmax(np.delete(gains, f, axis=0).mean(0))) for f in range(folds)]
-    fold_gains = np.array([gains[f, r] for f, r in enumerate(fold_rules)])
+                  _best(np.delete(gains, f, axis=0),
+                        None if worst is None else np.delete(worst, f, axis=0))
+                  for f in range(folds)]
+    fold_gains = np.array([0.0 if r == IDENTITY else gains[f, r]
+                           for f, r in enumerate(fold_rules)])
     promise = float(fold_gains.mean())
     spread = float(fold_gains.std(ddof=1)) if folds > 1 else 0.0
     return RuleChoice(index, fold_rules, fold_gains, promise, spread,
-                      bool(promise > 0 and promise > spread))
+                      bool(index != IDENTITY and promise > 0 and promise > spread))
 
 
-def rule_label(rule: RefinementRule) -> str:
-    """A short label: ``'<0.5 gate 0.05 rescore 0.5'``."""
+def rule_label(rule: Optional[RefinementRule]) -> str:
+    """A short label: ``'<0.5 gate 0.05 rescore 0.5'`` (None: the identity)."""
+    if rule is None or rule.moves_nothing:
+        return 'moves nothing'
     parts = ['all' if rule.candidates == 'all' else f'<{rule.score_thr:g}']
     if rule.gate is None:
         parts.append('no gate')
