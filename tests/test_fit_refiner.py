@@ -92,6 +92,9 @@ def test_candidate_rules_follow_what_the_refiner_can_read():
     free = candidate_rules(False, 'keypoint_similarity', can_rescore=False)
     assert all(r.candidates == 'all' and r.gate is not None and r.rescore is None for r in free)
     assert len(free) == 5
+    # for unseen methods, stricter gates too
+    unseen = candidate_rules(False, 'keypoint_similarity', can_rescore=False, unseen=True)
+    assert [rule_label(r) for r in unseen[5:]] == ['all gate 0.3', 'all gate 0.5']
 
 
 # ---------------------------------------------------------------- metrics

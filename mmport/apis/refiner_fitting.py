@@ -72,6 +72,9 @@ class FitReport:
         out (str, optional): The checkpoint written.
         total (dict): The folds' scored persons together.
         hold_out (str): What the folds held out (a key of ``HOLD_OUT``).
+        candidates (list[dict]): Per candidate rule: its label, mean gain
+            over the folds and (methods held out) the lowest gain of any one
+            method in any fold.
     """
     metric: str
     persons: int
@@ -86,6 +89,7 @@ class FitReport:
     out: Optional[str] = None
     total: Dict[str, float] = field(default_factory=dict)
     hold_out: str = 'image'
+    candidates: List[dict] = field(default_factory=list)
 
     def summary(self) -> str:
         unit = '% EPE' if self.metric == 'EPE' else f' {self.metric} points'
@@ -101,6 +105,10 @@ class FitReport:
                          f'{f["before"]:>14.4f} {f["after"]:>8.4f} {f["epe_before"]:>11.2f} '
                          f'{f["epe_after"]:>7.2f} {100 * f["moved"]:>5.1f}% '
                          f'{100 * f["worsened"]:>5.1f}%')
+        if self.hold_out == 'method':
+            lines.append('candidate rules: mean gain over the folds / lowest gain of one method')
+            lines += [f'  {c["rule"]:<34} {c["mean_gain"]:+.2f} / {c["worst_method"]:+.2f}'
+                      for c in self.candidates]
         lines.append(f'cross-validated gain {self.promise:+.2f}{unit}, spread {self.spread:.2f} '
                      f'(rule chosen on the other folds)')
         if self.keep:
@@ -284,7 +292,8 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     boxed = sub.bboxes is not None and usable_boxes(sub.bboxes, len(sub)).all()
     rules = candidate_rules(refiner.network.use_scores, refiner.quality_kind
                             if refiner.network.predict_errors else None,
-                            refiner.can_rescore and metric == 'AP' and boxed)
+                            refiner.can_rescore and metric == 'AP' and boxed,
+                            unseen=hold_out == 'method')
     thresholds = {r.score_thr if r.candidates == 'below_score' else None for r in rules}
     boxes = {t: refiner_boxes(sub, -np.inf if t is None else t) for t in thresholds}
     pred_n, gt_n, side = _framed(kpts, targets.gt, boxes[None])
@@ -335,7 +344,10 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
     final.rule = rules[choice.index] if choice.keep else RefinementRule.keep_input()
     chosen = rule_label(None if choice.index == IDENTITY else rules[choice.index])
     report = FitReport(metric, len(matched), len(poses), folds, choice.promise, choice.spread,
-                       choice.keep, final.rule, chosen, init_path, out, total, hold_out)
+                       choice.keep, final.rule, chosen, init_path, out, total, hold_out,
+                       [dict(rule=rule_label(r), mean_gain=float(gains[:, i].mean()),
+                             worst_method=float(worst[:, i].min()) if worst is not None
+                             else float(gains[:, i].min())) for i, r in enumerate(rules)])
     if out is not None:
         fit_meta = dict(metric=metric, folds=len(splits), hold_out=hold_out, seed=seed,
                         iters=iters,

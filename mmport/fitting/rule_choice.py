@@ -25,23 +25,30 @@ from mmport.models.refinement_rule import NEVER, RefinementRule
 # quality units: keypoint similarity in [-1, 1], or log distance)
 GATE_MARGINS = {'keypoint_similarity': (0.0, 0.02, 0.05, 0.1, 0.2),
                 'log_distance': (0.0, 0.1, 0.25, 0.5, 1.0)}
+# stricter margins offered to a rule for methods the refiner never saw: on an
+# unseen method only a large expected gain (a gross error, such as a limb
+# folded onto the torso) may be safe to act on
+UNSEEN_GATE_MARGINS = {'keypoint_similarity': (0.3, 0.5), 'log_distance': (1.5, 2.0)}
 SCORE_THRESHOLDS = (0.2, 0.3, 0.5, 0.7)
 RESCORE_WEIGHTS = (0.5, )
 # a choice of no candidate: the identity rule (moves nothing, gain 0)
 IDENTITY = -1
 
 
-def candidate_rules(use_scores: bool, quality_kind: Optional[str],
-                    can_rescore: bool) -> List[RefinementRule]:
+def candidate_rules(use_scores: bool, quality_kind: Optional[str], can_rescore: bool,
+                    unseen: bool = False) -> List[RefinementRule]:
     """The rules a fit chooses among: candidates below each threshold (a
     detector with confidences) or every joint, each with no gate (below a
     threshold only) or with each gate margin of the network's quality kind
-    (where it estimates its errors); each also with rescoring where
+    (where it estimates its errors; with ``unseen``, the stricter margins for
+    methods the refiner never saw as well); each also with rescoring where
     ``can_rescore``."""
     candidates = [dict(candidates='all', score_thr=None)]
     if use_scores:
         candidates += [dict(candidates='below_score', score_thr=t) for t in SCORE_THRESHOLDS]
-    gates = [dict(margin=m) for m in GATE_MARGINS.get(quality_kind, ())]
+    margins = GATE_MARGINS.get(quality_kind, ()) + (
+        UNSEEN_GATE_MARGINS.get(quality_kind, ()) if unseen else ())
+    gates = [dict(margin=m) for m in margins]
     rules = []
     for cand in candidates:
         for gate in ([None] if cand['candidates'] == 'below_score' else []) + gates:
