@@ -10,6 +10,12 @@ scored against the annotations (which only score).
   trained with these models' error vectors on these persons, not with
   their positions: not a fully held-out score, as checkpoints/README.md
   says).
+* ``port_lsp14_scorefree.pth`` (``--scores none``) on the ten published LSP
+  methods' predictions of the 500 LSP test images it did not train on
+  (im1501 .. im2000), each scored against its own labelling with PCK@0.2
+  (torso). It trained on these methods' errors on the other 500 images:
+  held-out images, seen methods; its measure on unseen methods is
+  ``benchmarks.benchmark_methods``.
 
 The hand refiner trained on every bundled Panoptic hand, so it has no
 bundled set to be scored on; its held-out measure is the Panoptic
@@ -34,7 +40,10 @@ import numpy as np
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import load_refiner, refine_results_file
 
+from .benchmark_fit import score
+from .benchmark_methods import lsp_annotations, lsp_methods
 from .mpii_coco import mpii_annotations, mpii_results
+from .train_scorefree_refiner import OUT as LSP, TRAIN_IMAGE_IDS
 
 BODY = 'checkpoints/port_coco17_refiner.pth'
 MPII = 'checkpoints/port_mpii16_scorefree.pth'
@@ -56,6 +65,30 @@ def mpii_files(npz: str, folder: str) -> dict:
         with open(out[m], 'w') as f:
             json.dump(mpii_results(d, m), f)
     return out
+
+
+def lsp_rows(folder: str) -> list:
+    """The score-free LSP-14 refiner on each LSP method's predictions of the
+    test images it did not train on."""
+    refiner = load_refiner(LSP)
+    coco = lsp_annotations()
+    rows = []
+    for label, records in lsp_methods().items():
+        held_out = [r for r in records if r['image_id'] not in TRAIN_IMAGE_IDS]
+        path = osp.join(folder, 'lsp_held_out.json')
+        with open(path, 'w') as f:
+            json.dump(held_out, f)
+        out = refine_results_file(path, refiner, scores='none')
+        inst = np.array([r['score'] for r in held_out], np.float64)
+        s = score(held_out, coco, out.refined, inst, 'PCK@0.2', folder)
+        rows.append(dict(set=f'LSP {label}', metric='PCK@0.2', before=100 * s['before'],
+                         after=100 * s['after'], EPE_before=s['epe_before'],
+                         EPE_after=s['epe_after'], persons=s['persons'],
+                         moved_joints=int(out.replaced.sum()), rescored=False,
+                         frames='results', refiner=LSP,
+                         worse=bool(s['after'] < s['before']
+                                    or s['epe_after'] > s['epe_before'] + 1e-9)))
+    return rows
 
 
 def row(name: str, report, metric: str) -> dict:
@@ -98,6 +131,7 @@ def main(argv=None):
         for m, label in MPII_MODELS.items():
             report = refine_results_file(files[m], mpii, ann=files['ann'], scores='none')
             rows.append(dict(row(f'MPII {label}', report, 'PCKh@0.5'), refiner=MPII))
+        rows += lsp_rows(folder)
     header = ('refiner', 'set', 'persons', 'metric', 'before -> after', 'scores kept', 'EPE px',
               'moved', 'rescored', '')
     table = [header] + [(osp.basename(r['refiner']), r['set'], str(r['persons']), r['metric'],

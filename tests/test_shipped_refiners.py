@@ -18,6 +18,7 @@ from mmport.apis import load_refiner, refine_results_file
 from mmport.datasets import load_pose_results
 from mmport.models.do_no_harm import joints_outside_boxes
 from mmport.models.refinement_rule import RefinementRule
+from mmport.utils import InputFileError, load_json
 from tests.conftest import BODY, GATED_BODY_RULE, PANOPTIC_PRED, gated_body_refiner
 
 HAND = 'checkpoints/port_panoptic_hand21.pth'
@@ -278,3 +279,52 @@ def test_rescoring_exports_and_pytorch_onnx_openvino_agree(tmp_path):
     meta = {p.key: p.value for p in onnx.load(dropped).metadata_props}
     assert meta[META_RESCORE] == 'dropped'
     assert len(ort.InferenceSession(dropped).get_inputs()) == 3
+
+
+# ------------------------------------------- score-free LSP-14 refiner
+LSP14 = 'checkpoints/port_lsp14_scorefree.pth'
+
+
+def _lsp_held_out(method: str, n: int = 40) -> list:
+    """A method's predictions of the first ``n`` LSP test images the shipped
+    score-free refiner did not train on (im1501 ..)."""
+    return [r for r in load_json(f'data/lsp_methods/preds/{method}.json.gz')
+            if 501 <= r['image_id'] < 501 + n]
+
+
+def test_scorefree_lsp_refiner_moves_only_what_its_gate_allows():
+    """Three published methods' real predictions: the shipped rule, and the
+    same weights under the loosest gate, replace exactly the joints whose
+    expected gain clears the margin and leave every other value as it was."""
+    from mmport.models.do_no_harm import expected_gain_gate
+    refiner = load_refiner(LSP14)
+    assert refiner.num_keypoints == 14 and not refiner.network.use_scores
+    fit = torch.load(LSP14, map_location='cpu', weights_only=False)['meta']['mmport']['fit']
+    assert fit['hold_out'] == 'method' and fit['metric'] == 'PCK@0.2'
+    records = [r for m in ('WangLiCVPR13_pc', 'FanCVPR15_pc', 'BulatTzimiropoulosECCV16_pc')
+               for r in _lsp_held_out(m)]
+    kpts = torch.tensor([r['keypoints'] for r in records]).reshape(len(records), 14, 3)[..., :2]
+    boxes = torch.tensor([r['bbox'] for r in records], dtype=torch.float32)
+    boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy: the image each person was cropped to
+    zeros = torch.zeros(kpts.shape[:2])
+    for rule in (refiner.rule, refiner.rule.replace(gate=dict(margin=0.0))):
+        refiner.rule = rule
+        out, replaced = refiner.refine(kpts, zeros, boxes)
+        rec, quality = refiner.reconstruct_with_errors(kpts, zeros, boxes,
+                                                       torch.ones_like(replaced))
+        margin = rule.gate.margins(14)
+        assert torch.equal(replaced, expected_gain_gate(quality, margin))
+        assert torch.equal(out[~replaced], kpts[~replaced])
+        torch.testing.assert_close(out[replaced], rec[replaced])
+    # the loosest gate moves some joints of these methods, and not all
+    assert 0 < replaced.sum() < replaced.numel()
+
+
+def test_scorefree_lsp_refiner_refuses_a_file_of_another_layout(tmp_path):
+    from benchmarks.mpii_coco import mpii_results
+    path = tmp_path / 'mpii.json'
+    path.write_text(json.dumps(mpii_results(np.load('data/mpii/mpii_val_preds.npz'), 'hg_s8',
+                                            persons=range(20))))
+    with pytest.raises(InputFileError, match='16 keypoints per instance') as err:
+        refine_results_file(str(path), LSP14, scores='none')
+    assert '\n' not in str(err.value)
