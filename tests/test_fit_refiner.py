@@ -229,7 +229,7 @@ def test_fit_on_a_real_file_writes_a_refiner_the_tools_read(tmp_path):
     fit = ckpt['meta']['mmport']['fit']
     assert fit['metric'] == 'PCK@0.2' and fit['keep'] == report.keep
     assert fit['promise'] == pytest.approx(report.promise)
-    assert 'port_lsp14_pretrained.pth' in ckpt['meta']['mmport']['init']
+    assert ckpt['meta']['mmport']['init'] == 'checkpoints/port_lsp14_pretrained.pth'
     # the refine tool reads it; where the rule was kept, it moves joints
     refined = refine_results_file(res, str(out), scores='none')
     assert refined.replaced.any() == (report.keep and not report.rule.moves_nothing)

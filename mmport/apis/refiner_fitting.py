@@ -356,8 +356,15 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
                         before=total['before'], after=total['after'])
         save_refiner(final, refiner_cfg, out, trained_by=command or 'mmport.apis.fit_refiner',
                      training_data=f'{osp.basename(results)}: {len(matched)} persons matched '
-                     f'to {osp.basename(ann)}', init=init_path, fit=fit_meta)
+                     f'to {osp.basename(ann)}', init=_recorded_path(init_path), fit=fit_meta)
     return report
+
+
+def _recorded_path(path: str) -> str:
+    """A shipped checkpoint's path as the repository names it (a file fitted
+    on one machine names no directory of it), others as given."""
+    shipped = osp.join(CHECKPOINT_DIR, '')
+    return path.replace(shipped, 'checkpoints/') if shipped in path else path
 
 
 def _cv_splits(results: str, poses: PoseResults, match, matched: np.ndarray, num_folds: int,
