@@ -3,9 +3,12 @@
 #                    the benchmarks on the bundled real data (work_dirs/benchmark/):
 #                    Panoptic hands, real BlazePose body predictions, MPII
 #                    predictions without scores, the shipped refiners on them,
-#                    tools/fit_refiner.py on one set per family (one seed)
+#                    tools/fit_refiner.py on one set per family (one seed),
+#                    leave-one-method-out on the MPII models and three LSP
+#                    methods (one seed)
 #   make benchmark-full  the same plus fit_refiner on every set (two seeds, the
-#                    data-efficiency curve) and the synthetic-error COCO-17 check
+#                    data-efficiency curve), leave-one-method-out on every
+#                    method (two seeds) and the synthetic-error COCO-17 check
 #   make benchmark-h36m  the Human3.6M benchmark (reads ../shared/data/h36m_sh:
 #                    its licence keeps it out of the repository)
 #   make test        set up .venv, then run the test suite
@@ -25,9 +28,11 @@ benchmark: setup
 	$(PY) -m benchmarks.benchmark_mpii
 	$(PY) -m benchmarks.benchmark_shipped
 	$(PY) -m benchmarks.benchmark_fit --quick
+	$(PY) -m benchmarks.benchmark_methods --quick
 
 benchmark-full: benchmark
 	$(PY) -m benchmarks.benchmark_fit
+	$(PY) -m benchmarks.benchmark_methods
 	$(PY) -m benchmarks.benchmark_coco
 
 benchmark-h36m: setup
