@@ -73,8 +73,8 @@ class FitReport:
         total (dict): The folds' scored persons together.
         hold_out (str): What the folds held out (a key of ``HOLD_OUT``).
         candidates (list[dict]): Per candidate rule: its label, mean gain
-            over the folds and (methods held out) the lowest gain of any one
-            method in any fold.
+            over the folds and its lowest gain (of any one method in any
+            fold where methods are held out, else of any fold).
     """
     metric: str
     persons: int
@@ -350,9 +350,9 @@ def fit_refiner(results: str, ann: str, out: Optional[str] = None, scores: str =
                              else float(gains[:, i].min())) for i, r in enumerate(rules)])
     if out is not None:
         fit_meta = dict(metric=metric, folds=len(splits), hold_out=hold_out, seed=seed,
-                        iters=iters,
-                        promise=choice.promise, spread=choice.spread, keep=choice.keep,
-                        chosen=report.chosen, fold_gains=choice.fold_gains.tolist(),
+                        iters=iters, promise=choice.promise, spread=choice.spread,
+                        keep=choice.keep, chosen=report.chosen,
+                        fold_gains=choice.fold_gains.tolist(),
                         before=total['before'], after=total['after'])
         save_refiner(final, refiner_cfg, out, trained_by=command or 'mmport.apis.fit_refiner',
                      training_data=f'{osp.basename(results)}: {len(matched)} persons matched '
