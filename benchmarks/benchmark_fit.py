@@ -39,7 +39,7 @@ from mmport.utils import load_json
 
 from .cross_validation import printed_to_file
 from .mpii_coco import mpii_annotations, mpii_results
-from .parallel_training import default_workers
+from .parallel_training import default_workers, positive_int
 
 OUT_DIR = 'work_dirs/benchmark'
 LSP_METHODS = ('WangLiCVPR13_pc', 'KiefelGehlerECCV14_oc', 'TompsonNIPS14_pc',
@@ -296,8 +296,8 @@ def parse_args(argv=None):
                         '(the main job)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--sets', nargs='+', help='only these sets (names as printed)')
-    parser.add_argument('--workers', type=int, default=default_workers())
-    parser.add_argument('--iters', type=int, default=600,
+    parser.add_argument('--workers', type=positive_int, default=default_workers())
+    parser.add_argument('--iters', type=positive_int, default=600,
                         help='optimiser steps of each training (fit_refiner\'s default)')
     parser.add_argument('--out', default=osp.join(OUT_DIR, 'fit.json'))
     return parser.parse_args(argv)

@@ -32,7 +32,7 @@ from mmport.utils import load_json
 
 from .benchmark_fit import OUT_DIR, combine, fit_and_refine, format_rows, halves, score
 from .mpii_coco import mpii_annotations, mpii_results
-from .parallel_training import default_workers
+from .parallel_training import default_workers, positive_int
 
 # the observer-centric labels' annotation ids: the person-centric ones + this
 OC_ID_OFFSET = 100000
@@ -124,8 +124,8 @@ def parse_args(argv=None):
                         help='one seed, the MPII models and three LSP methods (the main job)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--only', choices=('lsp', 'mpii'))
-    parser.add_argument('--workers', type=int, default=default_workers())
-    parser.add_argument('--iters', type=int, default=600)
+    parser.add_argument('--workers', type=positive_int, default=default_workers())
+    parser.add_argument('--iters', type=positive_int, default=600)
     parser.add_argument('--out', default=osp.join(OUT_DIR, 'methods.json'))
     return parser.parse_args(argv)
 

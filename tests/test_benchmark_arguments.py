@@ -18,7 +18,8 @@ def test_positive_int():
 
 @pytest.mark.parametrize('script', ['benchmark_mpii', 'benchmark_h36m', 'benchmark_panoptic',
                                     'benchmark_coco', 'benchmark_body_real',
-                                    'sweep_thresholds'])
+                                    'sweep_thresholds', 'benchmark_fit', 'benchmark_methods',
+                                    'train_scorefree_refiner'])
 def test_benchmarks_refuse_fewer_than_one_worker(script, capsys):
     """``--workers 0`` is an argparse error in every benchmark, not a
     quietly sequential run."""
