@@ -235,6 +235,27 @@ def test_fit_on_a_real_file_writes_a_refiner_the_tools_read(tmp_path):
     assert refined.replaced.any() == (report.keep and not report.rule.moves_nothing)
 
 
+def test_held_out_refinement_keeps_unmoved_joints_exactly():
+    """A fold's refinement under a rule that moves nothing returns the
+    input keypoints bit for bit (float64), so the report's moved share counts
+    only joints a rule replaced."""
+    from mmport.apis.refiner_fitting import refine_held_out
+    from mmport.models.refinement_rule import RefinementRule
+    refiner = load_refiner('checkpoints/port_lsp14_pretrained.pth')
+    records = load_json(LSP_PRED)[:20]
+    kpts = np.array([r['keypoints'] for r in records], np.float64).reshape(20, 14, 3)[..., :2]
+    kpts += 1e-3 / 3  # values a float32 cast would change
+    boxes = np.array([r['bbox'] for r in records], np.float64)
+    boxes[:, 2:] += boxes[:, :2]
+    rules = [RefinementRule.keep_input(), RefinementRule.build(dict(
+        candidates='all', score_thr=None, gate=dict(margin=0.0)))]
+    outputs = refine_held_out(refiner, dict(rules=rules, keypoints=kpts, scores=np.zeros((20, 14)),
+                                            boxes={None: boxes}, instance_scores=np.ones(20)))
+    assert np.array_equal(outputs[0][0], kpts) and outputs[0][0].dtype == np.float64
+    moved = np.abs(outputs[1][0] - kpts).sum(-1) > 0
+    assert 0 < moved.sum() < moved.size
+
+
 def test_nothing_to_gain_writes_the_identity_rule(tmp_path):
     # perfect predictions: no rule can beat them, so the written rule moves
     # nothing, and says so

@@ -191,14 +191,33 @@ def _run_job(job: _FitJob, progress: Optional[Callable[[int], None]] = None):
     fit_refiner_weights(refiner, job.persons, job.settings, progress)
     if job.held_out is None:
         return {k: v.detach().cpu() for k, v in refiner.state_dict().items()}
-    h = job.held_out
+    return refine_held_out(refiner, job.held_out)
+
+
+def refine_held_out(refiner, held_out: dict) -> list:
+    """A fold's held-out persons refined under each candidate rule (the
+    refiner's rule is set to each in turn).
+
+    Args:
+        refiner (PORTRefiner): The fold's refiner.
+        held_out (dict): ``rules`` (list of RefinementRule), ``keypoints``
+            (S, K, 2), ``scores`` (S, K), ``boxes`` (threshold -> (S, 4)
+            xyxy: the frames under each rule's threshold, None for every
+            joint) and ``instance_scores`` (S,).
+
+    Returns:
+        list[tuple[np.ndarray, np.ndarray]]: Per rule, the refined keypoints
+        (S, K, 2) and instance scores (S,), float64 as the input: a joint a
+        rule keeps compares equal to its input.
+    """
+    h = held_out
     outputs = []
     for rule in h['rules']:
         refiner.rule = rule
         refined, _, inst = refine_arrays(refiner, h['keypoints'], h['scores'], h['boxes'][
             rule.score_thr if rule.candidates == 'below_score' else None],
             instance_scores=h['instance_scores'])
-        outputs.append((refined.astype(np.float32), inst.astype(np.float32)))
+        outputs.append((refined, inst))
     return outputs
 
 
