@@ -52,3 +52,14 @@ def test_flip_prob_defaults():
     assert benchmark_h36m.parse_args([]).flip_prob == 0.0
     assert benchmark_mpii.parse_args([]).flip_prob == 0.5
     assert train_mpii_refiner.parse_args(['--out', 'unused.pth']).flip_prob == 0.5
+
+
+def test_quick_leave_one_method_out_names_bundled_methods():
+    """``benchmark_methods --quick`` holds out three LSP files that exist;
+    the ten methods' records each name their method and the annotation they
+    are scored against."""
+    from benchmarks.benchmark_methods import QUICK_LSP, lsp_methods
+    methods = lsp_methods()
+    assert set(QUICK_LSP) <= set(methods) and len(methods) == 11
+    assert len({r['method'] for recs in methods.values() for r in recs}) == 10
+    assert all('annotation_id' in r for recs in methods.values() for r in recs)
