@@ -138,7 +138,9 @@ def fit_and_refine(records: List[dict], coco: dict, fit_mask: np.ndarray, test_m
                    spec: dict, seed: int, workers: int, work: str, init: Optional[str] = None,
                    iters: int = 600):
     """Fit on ``fit_mask`` persons, refine ``test_mask`` persons: refined
-    keypoints (T, K, 2), instance scores (T,), the fit report."""
+    keypoints (T, K, 2), instance scores (T,), the fit report; the files
+    (splits, checkpoint, ``fit_report.txt``) go to ``work``."""
+    os.makedirs(work, exist_ok=True)
     fit_res, fit_ann = write_split(osp.join(work, 'fit'), records, coco, fit_mask)
     test_res, _ = write_split(osp.join(work, 'test'), records, coco, test_mask)
     ckpt = osp.join(work, 'fitted.pth')
@@ -171,7 +173,8 @@ def run_set(name: str, spec: dict, seeds, workers: int, root: str, iters: int = 
         for h in (0, 1):
             test = half != h
             out, scores, report = fit_and_refine(records, coco, half == h, test, spec,
-                                                 seed, workers, work, iters=iters)
+                                                 seed, workers, osp.join(work, f'half{h}'),
+                                                 iters=iters)
             sub = [r for r, t in zip(records, test) if t]
             parts.append(score(sub, coco, out, scores, report.metric, work))
             fits.append(dict(persons=report.persons, promise=report.promise,

@@ -102,7 +102,8 @@ def leave_one_out(family: str, methods: Dict[str, List[dict]], coco: dict, seeds
                 fit_mask = np.arange(len(records)) < len(train)
                 spec = dict(scores='none', metric=None, hold_out='method')
                 out, scores, report = fit_and_refine(records, coco, fit_mask, ~fit_mask, spec,
-                                                     seed, workers, work, iters=iters)
+                                                     seed, workers, osp.join(work, f'half{h}'),
+                                                     iters=iters)
                 parts.append(score(test, coco, out, scores, report.metric, work))
                 fits.append(dict(persons=report.persons, promise=report.promise,
                                  spread=report.spread, keep=report.keep, chosen=report.chosen,
