@@ -38,13 +38,13 @@ from mmport.apis import load_refiner
 from mmport.evaluation import instance_similarity
 from mmport.fitting import fit_similarity_calibration
 from mmport.models.instance_rescoring import calibrated_similarity
+from mmport.utils import positive_int
 
 from .body_data import BodySet, merge_sets
 from .body_refiner_setup import (EVERY_JOINT, RESCORE_WEIGHTS, blazepose_folds, blend_scores,
                                  build_refiner, coco_metainfo, load_body_data,
                                  refine_persons, refine_with_rule)
 from .body_scoring import pose_scores, refinement_scores
-from .parallel_training import positive_int
 from .tensor_training import TrainingSettings, build_pool, train_refiner
 
 SHIPPED_BODY_REFINER = 'checkpoints/port_coco17_refiner.pth'

@@ -23,10 +23,10 @@ from mmengine.config import DictAction
 from benchmarks.cross_validation import (build_quiet_runner, experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          printed_to_file, stack_fields)
-from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.apis import prepare_runner_cfg
 from mmport.evaluation import coco_keypoint_ap, pose_errors
+from mmport.utils import positive_int
 
 
 def parse_args(argv=None):

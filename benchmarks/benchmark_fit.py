@@ -35,11 +35,11 @@ from mmport.apis.ground_truth_scoring import load_coco_annotations, match_ground
 from mmport.datasets import grouped_folds, load_pose_results
 from mmport.fitting.fit_metric import build_targets, epe, gain, metric_value, moved_outcomes
 from mmport.models.port_refiner import resolve_metainfo
-from mmport.utils import load_json
+from mmport.utils import load_json, positive_int
 
 from .cross_validation import printed_to_file
 from .mpii_coco import mpii_annotations, mpii_results
-from .parallel_training import default_workers, positive_int
+from .parallel_training import default_workers
 
 OUT_DIR = 'work_dirs/benchmark'
 LSP_METHODS = ('WangLiCVPR13_pc', 'KiefelGehlerECCV14_oc', 'TompsonNIPS14_pc',

@@ -59,10 +59,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.benchmark_mpii import (GATES, format_margins, margins_json,  # noqa: E402
                                        reconstructions, refine, refiner_config, with_margins)
 from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E402
-                                          default_workers, positive_int, train_refiners)
+                                          default_workers, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
                                             add_training_arguments, to_box_frame)
 from mmport.fitting import choose_gate_margins  # noqa: E402
+from mmport.utils import positive_int  # noqa: E402
 
 TRAIN_SUBJECTS = ('S1', 'S5', 'S6', 'S7', 'S8')
 # each held out of the training subjects in turn to choose the gate margins

@@ -28,11 +28,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from mmport.utils import load_json
+from mmport.utils import load_json, positive_int
 
 from .benchmark_fit import OUT_DIR, combine, fit_and_refine, format_rows, halves, score
 from .mpii_coco import mpii_annotations, mpii_results
-from .parallel_training import default_workers, positive_int
+from .parallel_training import default_workers
 
 # the observer-centric labels' annotation ids: the person-centric ones + this
 OC_ID_OFFSET = 100000

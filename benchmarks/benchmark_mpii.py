@@ -83,7 +83,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from benchmarks.blazepose_as_mpii import blazepose_mpii_poses  # noqa: E402
 from benchmarks.parallel_training import (ProgressLog, TrainingJob,  # noqa: E402
-                                          default_workers, positive_int, train_refiners)
+                                          default_workers, train_refiners)
 from benchmarks.score_free_training import (PoseSource, SamplerConfig,  # noqa: E402
                                             add_training_arguments, build_refiner,
                                             common_offset, to_box_frame)
@@ -93,6 +93,7 @@ from mmport.evaluation import mpii_pose_errors  # noqa: E402
 from mmport.evaluation.functional import move_outcomes  # noqa: E402
 from mmport.fitting import choose_gate_margins  # noqa: E402
 from mmport.models.do_no_harm import joints_outside_boxes  # noqa: E402
+from mmport.utils import positive_int  # noqa: E402
 
 MODELS = ('tompson', 'hg_s1', 'hg_s8')
 MODEL_NAMES = {'tompson': 'Tompson et al.', 'hg_s1': 'hourglass 1 stack',

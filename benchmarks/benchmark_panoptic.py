@@ -22,9 +22,9 @@ from mmengine.config import DictAction
 from benchmarks.cross_validation import (experiment_setup,
                                          grouped_cross_validation, log_to_file,
                                          stack_fields)
-from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.evaluation.metrics import RefinementMetric
+from mmport.utils import positive_int
 from mmport.visualization import plot_refinements
 
 MOBILENETV2_PARAMS = 9.57e6  # MMPose's MobileNetV2 top-down hand model

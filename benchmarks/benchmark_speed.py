@@ -35,11 +35,11 @@ from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 from mmpose.registry import MODELS
 
-from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401
 from mmport.apis import load_refiner
 from mmport.datasets import load_pose_results
 from mmport.deployment import OpenVINORefiner, export_onnx
+from mmport.utils import positive_int
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BODY_CKPT = 'checkpoints/port_coco17_refiner.pth'

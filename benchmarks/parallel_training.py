@@ -9,7 +9,6 @@ job seeds its initial weights and its training draw itself, so the trained
 refiners do not depend on the number of workers nor on the order in which
 the jobs run.
 """
-import argparse
 import contextlib
 import multiprocessing
 import os
@@ -67,14 +66,6 @@ class ProgressLog:
     def elapsed(self) -> float:
         """Seconds since ``origin``."""
         return time.time() - self.origin
-
-
-def positive_int(text: str) -> int:
-    """argparse type of a count that must be 1 or more (``--workers``)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be 1 or more, got {value}')
-    return value
 
 
 def default_workers() -> int:

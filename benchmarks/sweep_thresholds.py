@@ -17,9 +17,9 @@ from mmengine.config import DictAction
 
 from benchmarks.cross_validation import (experiment_setup,
                                          grouped_cross_validation, stack_fields)
-from benchmarks.parallel_training import positive_int
 import mmport  # noqa: F401  (registers mmport's modules)
 from mmport.evaluation import pose_errors
+from mmport.utils import positive_int
 
 
 def parse_args(argv=None):

@@ -20,9 +20,10 @@ import os
 import os.path as osp
 
 from mmport.apis import fit_refiner
+from mmport.utils import positive_int
 
 from .benchmark_methods import lsp_annotations, lsp_methods
-from .parallel_training import default_workers, positive_int
+from .parallel_training import default_workers
 
 OUT = 'checkpoints/port_lsp14_scorefree.pth'
 # LSP test images im1001 .. im1500 (annotation image ids 1 .. 500)

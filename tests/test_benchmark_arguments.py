@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 
-from benchmarks.parallel_training import positive_int
 from benchmarks.score_free_training import probability
+from mmport.utils import positive_int
 
 
 def test_positive_int():

@@ -40,14 +40,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmport.apis import fit_refiner  # noqa: E402
 from mmport.fitting.fit_metric import METRICS  # noqa: E402
-from mmport.utils import run_cli  # noqa: E402
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {text}')
-    return value
+from mmport.utils import positive_int, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
