@@ -44,14 +44,16 @@ def lsp_methods() -> Dict[str, List[dict]]:
     """Per LSP results file (method, labelling), its records, each naming
     the annotation (person- or observer-centric) it is scored against and
     its method (Chen & Yuille published both labellings: one method)."""
-    out = {}
+    out, annotation_ids = {}, {}
     for entry in load_json('data/lsp_methods/index.json'):
         stem = osp.basename(entry['pred_file']).split('.')[0]
         offset = OC_ID_OFFSET if entry['score_against'].endswith('_oc.json') else 0
         records = load_json(f'data/lsp_methods/preds/{stem}.json.gz')
-        by_image = {a['image_id']: a['id'] for a in
-                    load_json(f'data/lsp_methods/{osp.splitext(entry["score_against"])[0]}'
-                              '.json.gz')['annotations']}
+        gt = osp.splitext(entry['score_against'])[0]
+        if gt not in annotation_ids:  # two labellings serve eleven files
+            annotation_ids[gt] = {a['image_id']: a['id'] for a in
+                                  load_json(f'data/lsp_methods/{gt}.json.gz')['annotations']}
+        by_image = annotation_ids[gt]
         label = f'{entry["display_name"]} ({entry["label_convention"]})'
         out[label] = [dict(r, annotation_id=by_image[r['image_id']] + offset,
                            method=entry['method']) for r in records]
